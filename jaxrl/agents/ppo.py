@@ -1,0 +1,438 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347).
+
+One ``step`` is one PPO iteration: ``num_envs`` environments run for
+``rollout_len`` steps with the current policy, GAE(λ) turns the rollout into
+advantages, and ``num_epochs`` passes of ``num_minibatches`` minibatch updates
+optimise one of the paper's objectives:
+
+- ``"clip"``: L^CLIP = E[min(r Â, clip(r, 1-ε, 1+ε) Â)]                (§3)
+- ``"kl_adaptive"``: L^KLPEN = E[r Â − β KL[π_old, π]], and after the
+  update β ← β/2 if d < d_targ/1.5, β ← 2β if d > 1.5 d_targ          (§4)
+- ``"kl_fixed"``: the same penalty with a constant β.
+
+Time limits are not terminal states: on truncation the advantage bootstraps
+from the value of ``info["final_observation"]``; on termination it does not.
+
+Numeric hyperparameters (learning rate, γ, λ, ε, coefficients, KL target,
+initial β, gradient-norm bound) live in the state as :class:`HParams` arrays,
+so seeds and hyperparameter sweeps vmap together without recompiling; only
+shapes (``num_envs``, ``rollout_len``, layer sizes, ...) are static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import envs, ops
+from jaxrl.agents.base import Agent
+from jaxrl.networks import ACTIVATIONS, ActorCritic
+
+ACTION_SPACES = ("discrete", "continuous")
+OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed")
+TORSOS = ("auto", "mlp", "minatar_cnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """PPO settings. Defaults are the classic CartPole configuration
+    (4 envs x 128 steps, 4 epochs, 4 minibatches, Adam 2.5e-4 annealed,
+    ε = 0.2, λ = 0.95), which the paper's Atari settings scale down to."""
+
+    num_envs: int = 4
+    """Parallel environments (vmapped)."""
+    rollout_len: int = 128
+    """Environment steps per environment per iteration (T)."""
+    num_epochs: int = 4
+    """Passes over each rollout."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; must divide num_envs * rollout_len."""
+    learning_rate: float = 2.5e-4
+    """Adam step size (annealed linearly to 0 over total_steps if anneal_lr)."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to zero over total_steps."""
+    total_steps: int = 500_000
+    """Environment steps the annealing schedule spans (the run's length)."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+    clip_eps: float = 0.2
+    """Clipping range ε of the clipped surrogate (and of the value clip)."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value-loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm bound."""
+    objective: str = "clip"
+    """Policy objective: clip | kl_adaptive | kl_fixed."""
+    kl_target: float = 0.01
+    """d_targ of the adaptive KL penalty."""
+    kl_beta: float = 1.0
+    """Initial (kl_adaptive) or constant (kl_fixed) KL coefficient β."""
+    normalize_advantages: bool = True
+    """Normalise advantages per minibatch to zero mean and unit std."""
+    clip_value_loss: bool = False
+    """Clip value updates to ±clip_eps around the rollout's values."""
+    normalize_obs: bool = False
+    """Normalise observations with running statistics held in the env state."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the actor and critic torsos."""
+    activation: str = "tanh"
+    """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
+    torso: str = "auto"
+    """Network torso: auto (CNN for image observations) | mlp | minatar_cnn."""
+    adam_eps: float = 1e-5
+    """Adam ε."""
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first field whose value is not allowed."""
+        for name in ("num_envs", "rollout_len", "num_epochs", "num_minibatches", "total_steps"):
+            _require(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
+        batch = self.num_envs * self.rollout_len
+        _require(
+            batch % self.num_minibatches == 0,
+            "num_minibatches",
+            self.num_minibatches,
+            f"a divisor of num_envs * rollout_len = {batch}",
+        )
+        for name in ("learning_rate", "clip_eps", "max_grad_norm", "kl_target", "adam_eps"):
+            _require(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
+        for name in ("ent_coef", "vf_coef", "kl_beta"):
+            _require(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
+        for name in ("gamma", "gae_lambda"):
+            _require(0 <= getattr(self, name) <= 1, name, getattr(self, name), "a number in [0, 1]")
+        _require(self.objective in OBJECTIVES, "objective", self.objective, f"one of {OBJECTIVES}")
+        _require(self.torso in TORSOS, "torso", self.torso, f"one of {TORSOS}")
+        _require(
+            self.activation in ACTIVATIONS, "activation", self.activation,
+            f"one of {tuple(ACTIVATIONS)}",
+        )
+        _require(
+            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+            "hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers",
+        )
+
+    def hparams(self) -> "HParams":
+        """The numeric hyperparameters as float32 arrays (the vmappable part)."""
+        return HParams(**{f: jnp.float32(getattr(self, f)) for f in HParams.field_names()})
+
+
+def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"ppo.Config.{field}={value!r} is invalid: expected {allowed}")
+
+
+@struct.dataclass
+class HParams:
+    """Numeric hyperparameters carried in the state (leaves may be batched)."""
+
+    learning_rate: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
+    clip_eps: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
+    max_grad_norm: jax.Array
+    kl_target: jax.Array
+    kl_beta: jax.Array
+
+    @staticmethod
+    def field_names() -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(HParams))
+
+
+@struct.dataclass
+class State:
+    """Everything a PPO run needs, as one pytree."""
+
+    params: Any
+    opt_state: optax.OptState
+    env_state: Any
+    obs: jax.Array
+    rng: jax.Array
+    hparams: HParams
+    kl_beta: jax.Array
+    """Current β of the KL penalty (adapted after each update for kl_adaptive)."""
+    iteration: jax.Array
+    env_steps: jax.Array
+
+
+class Rollout(struct.PyTreeNode):
+    """Time-major ``[T, B, ...]`` experience from one iteration."""
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+    dist_params: Any
+    episode_return: jax.Array
+    episode_done: jax.Array
+
+
+def make(env, env_params, config: Config = Config()) -> Agent:
+    """Binds PPO to an environment. Validates ``config`` and the action space
+    before anything is traced, so bad input fails fast with a clear message."""
+    config.validate()
+    kind = envs.action_space_kind(env, env_params)
+    obs_shape = envs.observation_shape(env, env_params)
+    discrete = kind == "discrete"
+    action_space = env.action_space(env_params)
+    action_dim = action_space.n if discrete else int(jnp.prod(jnp.array(action_space.shape)))
+    torso = config.torso
+    if torso == "auto":
+        torso = "minatar_cnn" if len(obs_shape) == 3 else "mlp"
+
+    network = ActorCritic(
+        action_dim=action_dim,
+        discrete=discrete,
+        hidden_sizes=tuple(config.hidden_sizes),
+        activation=config.activation,
+        torso=torso,
+        obs_ndim=len(obs_shape),
+    )
+    dist_cls = ops.Categorical if discrete else ops.DiagGaussian
+
+    def distribution(policy_out):
+        return dist_cls(policy_out) if discrete else dist_cls(*policy_out)
+
+    # The agent acts in [-1, 1] on continuous spaces; the wrapper rescales and
+    # clips to the env's bounds, so log-probs stay those of the sampled action.
+    act_env = env if discrete else envs.RescaleAction(env)
+    train_env = envs.BatchEnv(envs.EpisodeStats(act_env), config.num_envs)
+    if config.normalize_obs:
+        train_env = envs.NormalizeObservation(train_env)
+
+    batch_size = config.num_envs * config.rollout_len
+    minibatch_size = batch_size // config.num_minibatches
+    updates_per_iteration = config.num_epochs * config.num_minibatches
+    total_iterations = max(1, -(-config.total_steps // batch_size))
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1.0, eps=config.adam_eps)
+    is_kl = config.objective != "clip"
+
+    def init(key: jax.Array, hparams: HParams | None = None) -> State:
+        hparams = config.hparams() if hparams is None else hparams
+        key, k_params, k_env = jax.random.split(key, 3)
+        dummy_obs = jnp.zeros(obs_shape, jnp.float32)
+        params = network.init(k_params, dummy_obs)
+        opt_state = optimizer.init(params)
+        opt_state = _with_learning_rate(opt_state, hparams.learning_rate)
+        obs, env_state = train_env.reset(k_env, env_params)
+        return State(
+            params=params,
+            opt_state=opt_state,
+            env_state=env_state,
+            obs=obs,
+            rng=key,
+            hparams=hparams,
+            kl_beta=jnp.asarray(hparams.kl_beta, jnp.float32),
+            iteration=jnp.zeros((), jnp.int32),
+            env_steps=jnp.zeros((), jnp.int32),
+        )
+
+    def collect(state: State) -> tuple[State, Rollout]:
+        def one_step(carry, _):
+            params, env_state, obs, rng = carry
+            rng, k_act, k_env = jax.random.split(rng, 3)
+            policy_out, value = network.apply(params, obs)
+            dist = distribution(policy_out)
+            action = dist.sample(k_act)
+            log_prob = dist.log_prob(action)
+            next_obs, env_state, reward, terminated, truncated, info = train_env.step(
+                k_env, env_state, action, env_params
+            )
+            transition = Rollout(
+                obs=obs,
+                action=action,
+                log_prob=log_prob,
+                value=value,
+                reward=reward.astype(jnp.float32),
+                terminated=terminated,
+                truncated=truncated,
+                final_obs=info["final_observation"],
+                dist_params=policy_out,
+                episode_return=info["episode_return"],
+                episode_done=info["episode_done"],
+            )
+            return (params, env_state, next_obs, rng), transition
+
+        (_, env_state, obs, rng), rollout = jax.lax.scan(
+            one_step,
+            (state.params, state.env_state, state.obs, state.rng),
+            length=config.rollout_len,
+        )
+        state = state.replace(env_state=env_state, obs=obs, rng=rng)
+        return state, rollout
+
+    def advantages_and_returns(params, rollout: Rollout, hp: HParams):
+        # V(s_{t+1}) from the true next observation: equals V(obs_{t+1}) except
+        # at episode ends, where auto-reset has replaced it. Only truncated
+        # steps use it (termination zeroes the discount).
+        next_values = network.apply(params, rollout.final_obs)[1]
+        discounts = hp.gamma * (1.0 - rollout.terminated.astype(jnp.float32))
+        episode_ends = jnp.logical_or(rollout.terminated, rollout.truncated)
+        return ops.gae(
+            rollout.reward,
+            rollout.value,
+            discounts,
+            next_values[-1],
+            hp.gae_lambda,
+            next_values=next_values,
+            episode_ends=episode_ends,
+        )
+
+    def loss_fn(params, batch, hp: HParams, kl_beta):
+        policy_out, value = network.apply(params, batch["obs"])
+        dist = distribution(policy_out)
+        old_dist = distribution(batch["dist_params"])
+        log_prob = dist.log_prob(batch["action"])
+        adv = batch["advantages"]
+        if config.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        kl = old_dist.kl(dist)
+        if is_kl:
+            policy_loss = ops.kl_penalty_loss(log_prob, batch["log_prob"], adv, kl, kl_beta)
+        else:
+            policy_loss = ops.ppo_clip_loss(log_prob, batch["log_prob"], adv, hp.clip_eps)
+        if config.clip_value_loss:
+            value_loss = ops.clipped_value_loss(value, batch["value"], batch["returns"], hp.clip_eps)
+        else:
+            value_loss = ops.squared_loss(value, batch["returns"])
+        entropy = dist.entropy().mean()
+        total = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
+        stats = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "approx_kl": kl.mean(),
+            "clip_fraction": ops.clip_fraction(log_prob, batch["log_prob"], hp.clip_eps),
+        }
+        return total, stats
+
+    def update_minibatch(carry, batch):
+        params, opt_state, hp, kl_beta = carry
+        grads, stats = jax.grad(loss_fn, has_aux=True)(params, batch, hp, kl_beta)
+        grad_norm = ops.global_norm(grads)  # logged before clipping: shows when clipping bites
+        grads = ops.clip_by_global_norm(grads, hp.max_grad_norm)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, hp, kl_beta), {**stats, "grad_norm": grad_norm}
+
+    def update_epoch(carry, key):
+        params, opt_state, hp, kl_beta, data = carry
+        permutation = jax.random.permutation(key, batch_size)
+        minibatches = jax.tree.map(
+            lambda x: x[permutation].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
+            data,
+        )
+        (params, opt_state, _, _), stats = jax.lax.scan(
+            update_minibatch, (params, opt_state, hp, kl_beta), minibatches
+        )
+        return (params, opt_state, hp, kl_beta, data), stats
+
+    def step(state: State) -> tuple[State, dict[str, jax.Array]]:
+        hp = state.hparams
+        state, rollout = collect(state)
+        advantages, returns = advantages_and_returns(state.params, rollout, hp)
+        flat = lambda x: x.reshape((batch_size,) + x.shape[2:])
+        data = {
+            "obs": flat(rollout.obs),
+            "action": flat(rollout.action),
+            "log_prob": flat(rollout.log_prob),
+            "value": flat(rollout.value),
+            "dist_params": jax.tree.map(flat, rollout.dist_params),
+            "advantages": flat(advantages),
+            "returns": flat(returns),
+        }
+        learning_rate = hp.learning_rate
+        if config.anneal_lr:
+            progress = state.iteration.astype(jnp.float32) / total_iterations
+            learning_rate = learning_rate * jnp.maximum(1.0 - progress, 0.0)
+        opt_state = _with_learning_rate(state.opt_state, learning_rate)
+
+        rng, *epoch_keys = jax.random.split(state.rng, config.num_epochs + 1)
+        (params, opt_state, _, _, _), stats = jax.lax.scan(
+            update_epoch,
+            (state.params, opt_state, hp, state.kl_beta, data),
+            jnp.stack(epoch_keys),
+        )
+
+        kl_beta = state.kl_beta
+        if config.objective == "kl_adaptive":
+            # d = E[KL[π_old, π_new]] over the whole batch, after the update.
+            new_out = network.apply(params, data["obs"])[0]
+            d = distribution(data["dist_params"]).kl(distribution(new_out)).mean()
+            kl_beta = ops.adaptive_kl_beta(kl_beta, d, hp.kl_target)
+
+        done = rollout.episode_done.astype(jnp.float32)
+        episodes = done.sum()
+        metrics = {k: v.mean() for k, v in stats.items()}
+        metrics.update(
+            episode_return=jnp.where(
+                episodes > 0, (rollout.episode_return * done).sum() / jnp.maximum(episodes, 1.0), 0.0
+            ),
+            episodes_completed=episodes,
+            kl_beta=kl_beta,
+            learning_rate=learning_rate,
+            explained_variance=_explained_variance(rollout.value, returns),
+        )
+        state = state.replace(
+            params=params,
+            opt_state=opt_state,
+            rng=rng,
+            kl_beta=kl_beta,
+            iteration=state.iteration + 1,
+            env_steps=state.env_steps + batch_size,
+        )
+        return state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
+
+    def policy_params(state: State):
+        return {"network": state.params, "obs_norm": envs.obs_norm_stats(state.env_state)}
+
+    def act(params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+        """Action for ``agent.env``-shaped observations (continuous actions
+        are in [-1, 1], which :class:`jaxrl.envs.RescaleAction` maps to the
+        env's bounds). Works for one observation or a batch."""
+        if params["obs_norm"] is not None:
+            obs = envs.normalize_obs(params["obs_norm"], obs)
+        dist = distribution(network.apply(params["network"], obs)[0])
+        return dist.mode() if deterministic else dist.sample(key)
+
+    def evaluate(state: State, key: jax.Array, num_episodes: int) -> jax.Array:
+        params = policy_params(state)
+        policy = lambda obs, k: act(params, obs, k, deterministic=True)
+        return envs.episode_returns(act_env, env_params, policy, key, num_episodes).returns
+
+    return Agent(
+        name="ppo",
+        config=config,
+        env=env,
+        env_params=env_params,
+        init=init,
+        step=step,
+        act=act,
+        policy_params=policy_params,
+        evaluate=evaluate,
+        default_hparams=config.hparams,
+        env_steps_per_step=batch_size,
+    )
+
+
+def _with_learning_rate(opt_state, learning_rate):
+    hyperparams = dict(opt_state.hyperparams)
+    hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    return opt_state._replace(hyperparams=hyperparams)
+
+
+def _explained_variance(values: jax.Array, returns: jax.Array) -> jax.Array:
+    return 1.0 - jnp.var(returns - values) / (jnp.var(returns) + 1e-8)

@@ -1,0 +1,393 @@
+"""``jaxrl train|eval``: parses the command line into configs and calls :mod:`jaxrl.run`.
+
+Every mistake in the input (unknown algorithm, env or setting, a value of the
+wrong type, an invalid config, an existing run directory) is reported as one
+line, ``jaxrl: error: ...``, with exit status 2, before anything is compiled
+or written. JAX and the agents are imported only once they are needed, so
+``--help`` and those errors come back quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_ENV = "CartPole-v1"
+DEFAULT_TOTAL_STEPS = 500_000
+DEFAULT_SEEDS = 1
+DEFAULT_SEED = 0
+DEFAULT_EVAL_EPISODES = 10
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits on errors; we want one line from main().
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def _count(text: str) -> int:
+    """A non-negative integer; ``1e6`` and ``500_000`` are accepted too."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not (math.isfinite(value) and value.is_integer()):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        value = int(value)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxrl", description="Functional reinforcement learning in JAX.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train",
+        help="train an agent and write a run directory",
+        description="Train ALGO on an environment; writes config.json, metrics.csv, "
+        "checkpoints/, summary.json and curve.png to the run directory.",
+    )
+    train.add_argument("algo", metavar="ALGO", help="algorithm, e.g. ppo")
+    train.add_argument("--env", metavar="ID", help=f"environment id (default {DEFAULT_ENV})")
+    train.add_argument(
+        "--env-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of the environment (JSON value or string; repeatable)",
+    )
+    train.add_argument(
+        "--seeds",
+        type=_count,
+        metavar="N",
+        help=f"independent seeds trained together (default {DEFAULT_SEEDS})",
+    )
+    train.add_argument(
+        "--total-steps",
+        type=_count,
+        metavar="N",
+        help=f"environment steps per seed (default {DEFAULT_TOTAL_STEPS})",
+    )
+    train.add_argument(
+        "--seed", type=_count, metavar="S", help=f"PRNG seed of the run (default {DEFAULT_SEED})"
+    )
+    train.add_argument(
+        "--out", type=Path, metavar="DIR", help="run directory (default runs/<algo>-<env>-<time>)"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="algorithm setting, a field of its Config, e.g. --set num_envs=16 --set hidden_sizes=64,64",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
+    )
+    train.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
+    train.add_argument(
+        "--eval-episodes",
+        type=_count,
+        metavar="N",
+        help=f"evaluation episodes per seed at the end (default {DEFAULT_EVAL_EPISODES}; 0 skips)",
+    )
+    train.add_argument(
+        "--chunk-iterations",
+        type=_count,
+        metavar="N",
+        help="iterations per jitted chunk (default: about 32 chunks)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        help="checkpoint at the first chunk boundary this long after the last checkpoint "
+        "(default 10; 0: after every chunk); the last chunk always checkpoints",
+    )
+    train.add_argument("--jsonl", action="store_true", help="also write metrics.jsonl")
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard events (needs tensorboardX)",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="evaluate the latest checkpoint of a run",
+        description="Rebuild the agent of run DIR, restore its latest checkpoint, "
+        "evaluate every seed and write DIR/eval.json.",
+    )
+    evaluate.add_argument("dir", metavar="DIR", type=Path, help="run directory")
+    evaluate.add_argument(
+        "--episodes",
+        type=_count,
+        metavar="N",
+        help="episodes per seed (default: the run's eval_episodes)",
+    )
+    evaluate.set_defaults(handler=_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jaxrl`` command; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.handler(args)
+    except UsageError as e:
+        print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
+        return USAGE_ERROR
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+
+
+# ---------------------------------------------------------------- train
+
+
+def _train(args: argparse.Namespace) -> int:
+    from jaxrl import run
+    from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
+
+    if args.checkpoint_every is not None and not args.checkpoint_every >= 0:
+        raise UsageError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
+    agent, key, train_args, sinks = _check_input(
+        _prepare_resume if args.resume else _prepare_new_run, args
+    )
+    out_dir = args.out
+    print(f"run directory: {out_dir}", file=sys.stderr)
+    try:
+        result = run.train(
+            agent,
+            key,
+            train_args.pop("total_steps"),
+            out_dir=out_dir,
+            sinks=sinks,
+            progress=not args.no_progress,
+            checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
+            resume=args.resume,
+            force=args.force,
+            **train_args,
+        )
+    except run.RunDirError as e:
+        print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; continue with: jaxrl train {agent.name} --out {out_dir} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"run directory: {out_dir}")
+    _print_summary(result.summary)
+    return 0
+
+
+def _prepare_new_run(args: argparse.Namespace):
+    from jaxrl.run import config_io, experiment, rundir
+
+    env_id = _pick(args.env, DEFAULT_ENV)
+    total_steps = _pick(args.total_steps, DEFAULT_TOTAL_STEPS)
+    seeds = _pick(args.seeds, DEFAULT_SEEDS)
+    eval_episodes = _pick(args.eval_episodes, DEFAULT_EVAL_EPISODES)
+    _require_positive(total_steps=total_steps, seeds=seeds, chunk_iterations=args.chunk_iterations)
+    if args.out is None:
+        args.out = _default_out_dir(args.algo, env_id)
+    rundir.check_new_run(args.out, force=args.force)
+
+    module = experiment.algorithm_module(args.algo)
+    overrides = config_io.parse_overrides(module.Config, config_io.parse_assignments(args.set))
+    values = experiment.with_total_steps(module, overrides, total_steps)
+    env_kwargs = _parse_env_kwargs(args.env_set)
+    agent = experiment.build_agent(args.algo, env_id, env_kwargs, values)
+    sinks = _extra_sinks(args.out, jsonl=args.jsonl, tensorboard=args.tensorboard)
+
+    import jax
+
+    key = jax.random.PRNGKey(_pick(args.seed, DEFAULT_SEED))
+    train_args = dict(
+        total_steps=total_steps,
+        seeds=seeds,
+        chunk_iterations=args.chunk_iterations,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        eval_episodes=eval_episodes,
+    )
+    return agent, key, train_args, sinks
+
+
+def _prepare_resume(args: argparse.Namespace):
+    from jaxrl.run import config_io, experiment, rundir
+
+    if args.out is None:
+        raise UsageError("--resume needs --out DIR, the run to continue")
+    if args.force:
+        raise UsageError(
+            "--resume and --force contradict each other: resume continues a run, force replaces it"
+        )
+    saved = rundir.load_config(args.out)
+    module = experiment.algorithm_module(saved["algorithm"])
+    overrides = config_io.parse_overrides(module.Config, config_io.parse_assignments(args.set))
+    given = {
+        "algorithm": args.algo,
+        "env_id": args.env,
+        "env_kwargs": _parse_env_kwargs(args.env_set) if args.env_set else None,
+        "seeds": args.seeds,
+        "total_steps": args.total_steps,
+        "chunk_iterations": args.chunk_iterations,
+    }
+    conflicts = [
+        f"{name}={value!r} (saved {saved[name]!r})"
+        for name, value in given.items()
+        if value is not None and _as_json(value) != _as_json(saved[name])
+    ]
+    if args.seed is not None:
+        import jax
+
+        if config_io.key_to_json(jax.random.PRNGKey(args.seed)) != saved["key"]:
+            conflicts.append(f"seed={args.seed} (the saved run used another key)")
+    conflicts += [
+        f"{name}={value!r} (saved {saved['agent_config'].get(name)!r})"
+        for name, value in overrides.items()
+        if _as_json(value) != _as_json(saved["agent_config"].get(name))
+    ]
+    if conflicts:
+        raise UsageError(
+            f"cannot resume {args.out} with different settings: {'; '.join(conflicts)}"
+        )
+    agent, saved = experiment.load_agent(args.out)
+    # A resumed run keeps writing every output it had.
+    sinks = _extra_sinks(
+        args.out,
+        jsonl=args.jsonl or (args.out / rundir.METRICS_JSONL).exists(),
+        tensorboard=args.tensorboard or (args.out / "tensorboard").exists(),
+    )
+    train_args = dict(
+        total_steps=saved["total_steps"],
+        seeds=saved["seeds"],
+        chunk_iterations=saved["chunk_iterations"],
+        env_id=saved["env_id"],
+        env_kwargs=saved["env_kwargs"],
+        eval_episodes=_pick(args.eval_episodes, saved["eval_episodes"]),
+    )
+    return agent, config_io.key_from_json(saved["key"]), train_args, sinks
+
+
+# ---------------------------------------------------------------- eval
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from jaxrl import run
+
+    def check(args):
+        from jaxrl.run import checkpoint, experiment, rundir
+
+        _require_positive(episodes=args.episodes)
+        experiment.load_agent(args.dir)
+        if checkpoint.latest_iteration(args.dir / rundir.CHECKPOINTS) is None:
+            raise run.RunDirError(f"{args.dir} has no checkpoint to evaluate")
+
+    _check_input(check, args)
+    result = run.evaluate_run(args.dir, args.episodes)
+    print(
+        f"{result['algorithm']} on {result['env_id']}, checkpoint at {result['env_steps']} env steps, "
+        f"{result['eval_episodes']} episodes per seed"
+    )
+    for seed, value in enumerate(result["eval_return"]):
+        print(f"  seed {seed}: {value:.6g}")
+    print(f"  mean {result['eval_return_mean']:.6g} +- {result['eval_return_std']:.6g}")
+    print(f"wrote {args.dir / 'eval.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_input(prepare, args):
+    """Runs ``prepare(args)``, turning input errors into a UsageError (one line, exit 2)."""
+    try:
+        return prepare(args)
+    except (ValueError, TypeError) as e:
+        raise UsageError(_one_line(e)) from e
+
+
+def _require_positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _parse_env_kwargs(assignments: Sequence[str]) -> dict[str, Any]:
+    from jaxrl.run.config_io import parse_assignments
+
+    kwargs = {}
+    for key, text in parse_assignments(assignments).items():
+        try:
+            kwargs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key] = text
+    return kwargs
+
+
+def _extra_sinks(out_dir: Path, *, jsonl: bool, tensorboard: bool) -> list:
+    from jaxrl.run import rundir, sinks
+
+    extra = []
+    if jsonl:
+        extra.append(sinks.JSONLSink(out_dir / rundir.METRICS_JSONL))
+    if tensorboard:
+        try:
+            extra.append(sinks.TensorBoardSink(out_dir / "tensorboard"))
+        except ImportError as e:
+            raise ValueError(str(e)) from e
+    return extra
+
+
+def _default_out_dir(algo: str, env_id: str) -> Path:
+    safe = lambda s: re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
+    return Path("runs") / f"{safe(algo)}-{safe(env_id)}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    for name, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        elif isinstance(value, list):
+            value = (
+                "[" + ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in value) + "]"
+            )
+        print(f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

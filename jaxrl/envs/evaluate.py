@@ -1,0 +1,105 @@
+"""Returns of complete episodes of a policy, in one jittable call."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+PolicyFn = Callable[[Any, jax.Array], Any]
+
+
+class EpisodeResults(NamedTuple):
+    """One entry per evaluated episode."""
+
+    returns: jax.Array
+    """Undiscounted return of the first episode of each env, float32 ``[N]``."""
+    lengths: jax.Array
+    """Its number of steps, int32 ``[N]``."""
+    completed: jax.Array
+    """Whether it ended (terminated or truncated) within ``max_steps``, bool
+    ``[N]``; where False, ``returns``/``lengths`` are of the partial episode."""
+
+
+def episode_returns(
+    env: Any,
+    env_params: Any,
+    policy_fn: PolicyFn,
+    key: jax.Array,
+    num_episodes: int,
+    max_steps: int | None = None,
+) -> EpisodeResults:
+    """Runs ``num_episodes`` envs side by side (vmapped) and records each one's
+    first episode.
+
+    Args:
+      env, env_params: a gymnax-compatible, unbatched env.
+      policy_fn: ``policy_fn(obs_batch, key) -> action_batch`` for a batch of
+        ``num_episodes`` observations; a closure over the policy's parameters.
+      key: randomness. ``reset_key, run_key = jax.random.split(key)``; env
+        ``i`` is reset with ``jax.random.split(reset_key, num_episodes)[i]``.
+      num_episodes, max_steps: static. ``max_steps`` defaults to
+        ``env_params.max_steps_in_episode + 1``, which every episode ends
+        within because of the time limit (pass it explicitly when
+        ``env_params`` is traced, e.g. vmapped over params).
+
+    Returns:
+      :class:`EpisodeResults` ``(returns, lengths, completed)``.
+
+    The loop stops as soon as every env has finished its first episode (a
+    ``lax.while_loop`` bounded by ``max_steps``), so short episodes cost few
+    steps. Steps after an env's first episode are masked out.
+    """
+    if max_steps is None:
+        max_steps = _default_max_steps(env_params)
+    if num_episodes < 1 or max_steps < 1:
+        raise ValueError(f"num_episodes and max_steps must be positive, got {num_episodes}, {max_steps}")
+
+    reset_key, run_key = jax.random.split(key)
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_episodes), env_params
+    )
+    step_all = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def not_finished(carry):
+        t, _, _, _, _, _, finished = carry
+        return jnp.logical_and(t < max_steps, ~jnp.all(finished))
+
+    def one_step(carry):
+        t, obs, env_state, key, returns, lengths, finished = carry
+        key, act_key, step_key = jax.random.split(key, 3)
+        action = policy_fn(obs, act_key)
+        obs, env_state, reward, terminated, truncated, _ = step_all(
+            jax.random.split(step_key, num_episodes), env_state, action, env_params
+        )
+        running = ~finished
+        returns = returns + jnp.where(running, reward.astype(jnp.float32), 0.0)
+        lengths = lengths + running.astype(jnp.int32)
+        finished = finished | terminated | truncated
+        return t + 1, obs, env_state, key, returns, lengths, finished
+
+    init = (
+        jnp.zeros((), jnp.int32),
+        obs,
+        env_state,
+        run_key,
+        jnp.zeros((num_episodes,), jnp.float32),
+        jnp.zeros((num_episodes,), jnp.int32),
+        jnp.zeros((num_episodes,), bool),
+    )
+    *_, returns, lengths, finished = jax.lax.while_loop(not_finished, one_step, init)
+    return EpisodeResults(returns=returns, lengths=lengths, completed=finished)
+
+
+def _default_max_steps(env_params: Any) -> int:
+    limit = getattr(env_params, "max_steps_in_episode", None)
+    if limit is None:
+        raise ValueError("env_params has no max_steps_in_episode: pass max_steps explicitly")
+    try:
+        return int(limit) + 1
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        raise ValueError(
+            "env_params.max_steps_in_episode is traced (env_params passed through jit/vmap): "
+            "pass max_steps explicitly"
+        ) from None

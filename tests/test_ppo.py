@@ -1,0 +1,234 @@
+"""PPO: probe environments with known answers, determinism, vmapped sweeps,
+the adaptive-KL rule, and short learning runs (the long ones are `slow`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl import envs
+from jaxrl.agents import ppo
+from jaxrl.networks import ActorCritic
+
+
+def train(agent, key, iterations, hparams=None):
+    """A whole run as one XLA program."""
+
+    def run(key, hparams):
+        state = agent.init(key, hparams)
+        return jax.lax.scan(lambda s, _: agent.step(s), state, length=iterations)
+
+    return jax.jit(run)(key, hparams)
+
+
+def value_of(agent, state, obs):
+    params = agent.policy_params(state)["network"]
+    return _value_fn(agent)(params, jnp.asarray(obs, jnp.float32))
+
+
+def _value_fn(agent):
+    """V(s) of the network the agent builds from its config."""
+    env, env_params, config = agent.env, agent.env_params, agent.config
+    discrete = envs.action_space_kind(env, env_params) == "discrete"
+    space = env.action_space(env_params)
+    net = ActorCritic(
+        action_dim=space.n if discrete else int(np.prod(space.shape)),
+        discrete=discrete,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        obs_ndim=len(envs.observation_shape(env, env_params)),
+    )
+    return lambda params, obs: net.apply(params, obs)[1]
+
+
+PROBE_CONFIG = ppo.Config(
+    num_envs=8,
+    rollout_len=8,
+    num_epochs=4,
+    num_minibatches=2,
+    learning_rate=3e-3,
+    anneal_lr=False,
+    ent_coef=0.0,
+    hidden_sizes=(32,),
+    gamma=0.9,
+)
+
+
+def probe_agent(env_id, **overrides):
+    env, env_params = envs.make(env_id)
+    return ppo.make(env, env_params, dataclasses.replace(PROBE_CONFIG, **overrides))
+
+
+@pytest.mark.parametrize(
+    "env_id, observations, expected",
+    [
+        ("Probe-ConstantReward-v0", [[0.0]], [1.0]),
+        ("Probe-ObsDependentReward-v0", [[-1.0], [1.0]], [-1.0, 1.0]),
+        ("Probe-TwoStepDiscount-v0", [[0.0], [1.0]], [0.9, 1.0]),
+        # Bootstrapping through the time limit: V = 1/(1 - γ) = 10, while an
+        # agent that treats truncation as termination learns about 1..5.
+        ("Probe-Truncation-v0", [[0.0]], [10.0]),
+    ],
+)
+def test_value_probes_learn_known_values(env_id, observations, expected):
+    iterations = 300 if env_id == "Probe-Truncation-v0" else 100
+    agent = probe_agent(env_id)
+    state, _ = train(agent, jax.random.PRNGKey(0), iterations)
+    values = value_of(agent, state, observations)
+    np.testing.assert_allclose(values, expected, atol=0.1 * max(1.0, max(map(abs, expected))))
+
+
+def test_action_dependent_reward_probe_learns_best_action():
+    agent = probe_agent("Probe-ActionDependentReward-v0", ent_coef=0.0)
+    state, _ = train(agent, jax.random.PRNGKey(1), 60)
+    params = agent.policy_params(state)
+    greedy = agent.act(params, jnp.zeros((1,)), jax.random.PRNGKey(0), deterministic=True)
+    assert int(greedy) == 1
+    samples = jax.vmap(lambda k: agent.act(params, jnp.zeros((1,)), k))(
+        jax.random.split(jax.random.PRNGKey(2), 200)
+    )
+    assert float(jnp.mean(samples == 1)) > 0.9
+
+
+def test_continuous_action_probe_finds_optimum():
+    agent = probe_agent("Probe-ContinuousAction-v0")
+    state, _ = train(agent, jax.random.PRNGKey(3), 150)
+    mean_action = agent.act(
+        agent.policy_params(state), jnp.zeros((1,)), jax.random.PRNGKey(0), deterministic=True
+    )
+    np.testing.assert_allclose(mean_action, [0.5], atol=0.1)
+
+
+@pytest.fixture(scope="module")
+def cartpole_agent():
+    env, env_params = envs.make("CartPole-v1")
+    return ppo.make(env, env_params, ppo.Config(num_envs=4, rollout_len=16, num_minibatches=2))
+
+
+@pytest.fixture(scope="module")
+def cartpole_train(cartpole_agent):
+    agent = cartpole_agent
+
+    @jax.jit
+    def run(keys, hparams):
+        def one(key, hp):
+            state = agent.init(key, hp)
+            return jax.lax.scan(lambda s, _: agent.step(s), state, length=3)
+
+        return jax.vmap(one)(keys, hparams)
+
+    return run
+
+
+def _tile(hparams, n):
+    return jax.tree.map(lambda x: jnp.full((n,), x), hparams)
+
+
+def test_seeds_differ_and_repeat(cartpole_agent, cartpole_train):
+    hp = _tile(cartpole_agent.default_hparams(), 2)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    (state, metrics) = cartpole_train(keys, hp)
+    (again, metrics_again) = cartpole_train(keys, hp)
+    leaves = jax.tree.leaves(state.params)
+    assert any(not np.allclose(x[0], x[1]) for x in leaves), "seeds gave equal parameters"
+    obs = np.asarray(state.obs)
+    assert not np.allclose(obs[0], obs[1]), "seeds gave equal trajectories"
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(a, b)
+    for k in metrics:
+        np.testing.assert_array_equal(metrics[k], metrics_again[k])
+
+
+def test_learning_rate_sweep_is_one_vmap(cartpole_agent, cartpole_train):
+    base = cartpole_agent.default_hparams()
+    hp = _tile(base, 3).replace(learning_rate=jnp.array([0.0, 1e-3, 1e-2]))
+    keys = jnp.stack([jax.random.PRNGKey(7)] * 3)
+    state, metrics = cartpole_train(keys, hp)
+    init_params = jax.vmap(cartpole_agent.init)(keys, hp).params
+    moved = [
+        max(float(jnp.max(jnp.abs(a[i] - b[i])))
+            for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(init_params)))
+        for i in range(3)
+    ]
+    assert moved[0] == 0.0, "learning_rate=0 must leave the parameters unchanged"
+    assert 0.0 < moved[1] < moved[2]
+    # Other values of the same hyperparameters reuse the compiled program.
+    compiled_before = cartpole_train._cache_size()
+    cartpole_train(keys, hp.replace(learning_rate=jnp.array([3e-4, 3e-3, 3e-2]),
+                                    clip_eps=jnp.array([0.1, 0.2, 0.3]),
+                                    gamma=jnp.array([0.9, 0.95, 0.99]),
+                                    ent_coef=jnp.array([0.0, 0.01, 0.1])))
+    assert cartpole_train._cache_size() == compiled_before
+
+
+def test_adaptive_kl_beta_follows_the_paper_rule():
+    env, env_params = envs.make("CartPole-v1")
+    config = ppo.Config(num_envs=4, rollout_len=16, num_minibatches=2, objective="kl_adaptive",
+                        kl_beta=1.0, learning_rate=1e-3)
+    agent = ppo.make(env, env_params, config)
+    hp = agent.default_hparams()
+    # A target far below any achievable KL doubles β every update; far above halves it.
+    for kl_target, factor in ((1e-12, 2.0), (1e3, 0.5)):
+        _, metrics = train(agent, jax.random.PRNGKey(0), 4, hp.replace(kl_target=jnp.float32(kl_target)))
+        np.testing.assert_allclose(metrics["kl_beta"], factor ** np.arange(1, 5), rtol=1e-6)
+
+
+def test_kl_fixed_keeps_beta():
+    env, env_params = envs.make("CartPole-v1")
+    agent = ppo.make(env, env_params, ppo.Config(num_envs=4, rollout_len=16, num_minibatches=2,
+                                                 objective="kl_fixed", kl_beta=0.3))
+    _, metrics = train(agent, jax.random.PRNGKey(0), 3)
+    np.testing.assert_allclose(metrics["kl_beta"], 0.3)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("num_envs", 0),
+        ("rollout_len", -1),
+        ("num_minibatches", 3),
+        ("objective", "trpo"),
+        ("gamma", 1.5),
+        ("clip_eps", 0.0),
+        ("hidden_sizes", ()),
+    ],
+)
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        ppo.Config(**{field: value}).validate()
+
+
+def test_metrics_are_flat_float_scalars(cartpole_agent):
+    state = cartpole_agent.init(jax.random.PRNGKey(0))
+    shapes = jax.eval_shape(cartpole_agent.step, state)[1]
+    for name in ("episode_return", "episodes_completed", "policy_loss", "value_loss",
+                 "entropy", "approx_kl", "kl_beta", "learning_rate"):
+        assert shapes[name].shape == () and shapes[name].dtype == jnp.float32, name
+
+
+# ---------------------------------------------------------------- learning
+
+def evaluate_after_training(env_id, config, iterations, seed=0, episodes=20):
+    env, env_params = envs.make(env_id)
+    agent = ppo.make(env, env_params, config)
+    state, metrics = train(agent, jax.random.PRNGKey(seed), iterations)
+    returns = jax.jit(agent.evaluate, static_argnums=2)(state, jax.random.PRNGKey(123), episodes)
+    return float(jnp.mean(returns)), metrics
+
+
+# A CartPole configuration that solves the task well inside 5e5 env steps.
+CARTPOLE = ppo.Config(num_envs=8, rollout_len=64, num_epochs=4, num_minibatches=4,
+                      learning_rate=5e-4, total_steps=300_000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["clip", "kl_adaptive"])
+def test_cartpole_solved(objective):
+    config = dataclasses.replace(CARTPOLE, objective=objective)
+    iterations = config.total_steps // (config.num_envs * config.rollout_len)
+    mean_return, _ = evaluate_after_training("CartPole-v1", config, iterations)
+    assert mean_return >= 475, f"{objective}: evaluation return {mean_return}"

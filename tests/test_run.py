@@ -1,0 +1,468 @@
+"""The host side: chunked training equals one long scan, seeds, bit-exact
+resume, the run directory, sinks, plots and config parsing.
+
+The training runs share one tiny fake agent and are module-scoped, so the
+whole file compiles a handful of small programs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Literal, Optional
+
+import fake_agent
+import jax
+import numpy as np
+import pytest
+
+from jaxrl import run
+from jaxrl.run import config_io, rundir
+from jaxrl.run.loop import make_init_fn
+from jaxrl.run.sinks import CSVSink, JSONLSink, MetricsChunk
+
+CONFIG = fake_agent.Config(num_envs=2, rollout_len=4, eval_max_steps=16)
+KEY = jax.random.PRNGKey(7)
+SEEDS = 2
+CHUNK = 3
+ITERATIONS = 17  # 6 chunks of 3; the last runs 2 iterations
+EVAL_EPISODES = 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fake_algorithm():
+    with fake_agent.registered() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return fake_agent.make_cartpole(CONFIG)
+
+
+def total_steps(agent):
+    return ITERATIONS * agent.env_steps_per_step
+
+
+def train(agent, out_dir=None, **kwargs):
+    options = dict(
+        seeds=SEEDS,
+        chunk_iterations=CHUNK,
+        eval_episodes=EVAL_EPISODES,
+        progress=False,
+        checkpoint_every_seconds=0,
+    )
+    options.update(kwargs)
+    return run.train(agent, KEY, total_steps(agent), out_dir=out_dir, **options)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(agent, tmp_path_factory):
+    return train(agent, tmp_path_factory.mktemp("runs") / "uninterrupted")
+
+
+def assert_trees_equal(a, b):
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def test_chunked_training_equals_one_long_scan(agent, uninterrupted):
+    def whole_run(keys):
+        states = jax.vmap(agent.init)(keys)
+        return jax.lax.scan(lambda s, _: jax.vmap(agent.step)(s), states, length=ITERATIONS)
+
+    state, metrics = jax.jit(whole_run)(jax.random.split(KEY, SEEDS))
+    assert_trees_equal(uninterrupted.state, state)
+    assert set(uninterrupted.metrics) == set(metrics)
+    for name in metrics:
+        np.testing.assert_array_equal(uninterrupted.metrics[name], np.asarray(metrics[name]))
+
+
+def test_metrics_have_a_row_per_iteration_and_seed(agent, uninterrupted):
+    assert uninterrupted.env_steps.tolist() == [
+        (i + 1) * agent.env_steps_per_step for i in range(ITERATIONS)
+    ]
+    for values in uninterrupted.metrics.values():
+        assert values.shape == (ITERATIONS, SEEDS)
+    # The fake counter advances by 1-3 per step, drawn from each seed's key.
+    counter = uninterrupted.metrics["counter"]
+    assert np.all(np.diff(counter, axis=0) >= 1) and np.all(np.diff(counter, axis=0) <= 3)
+
+
+def test_seeds_differ(uninterrupted):
+    w = np.asarray(uninterrupted.state.params["w"])
+    assert not np.allclose(w[0], w[1])
+    assert not np.array_equal(
+        uninterrupted.metrics["counter"][:, 0], uninterrupted.metrics["counter"][:, 1]
+    )
+
+
+def test_hyperparameters_per_seed(agent):
+    # A sweep is one run: seed 0 with learning rate 0 never moves its weights.
+    hparams = {"learning_rate": np.array([0.0, 0.1], np.float32)}
+    result = train(agent, hparams=hparams, eval_episodes=0)
+    initial = make_init_fn(agent, SEEDS)(jax.random.split(KEY, SEEDS), None)
+    w, w0 = np.asarray(result.state.params["w"]), np.asarray(initial.params["w"])
+    np.testing.assert_array_equal(w[0], w0[0])
+    assert not np.allclose(w[1], w0[1])
+    assert result.summary["eval_return"] == [] and result.summary["eval_episodes"] == 0
+
+
+def test_plan_chunks():
+    plan = run.plan_chunks(total_steps=1000, env_steps_per_step=64, chunk_iterations=5)
+    assert (plan.iterations, plan.num_chunks) == (16, 4)
+    assert [plan.active_iterations(i) for i in range(plan.num_chunks)] == [5, 5, 5, 1]
+    assert list(plan.chunks_after(10)) == [2, 3]
+    assert list(plan.chunks_after(16)) == []
+    with pytest.raises(ValueError, match="chunk boundary"):
+        plan.chunks_after(7)
+    assert run.plan_chunks(10, 64).iterations == 1  # at least one iteration
+    assert run.plan_chunks(10**6, 1).num_chunks <= 32
+
+
+# ------------------------------------------------------------------ resume
+
+
+class StopAfter:
+    """A sink that fails on its ``n``-th chunk, after the CSV sink has written it:
+    like a kill between writing metrics and checkpointing."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def open(self, metric_names, num_seeds, resume_env_steps):
+        pass
+
+    def write(self, chunk):
+        self.seen += 1
+        if self.seen == self.n:
+            raise KeyboardInterrupt("stop")
+
+    def close(self):
+        pass
+
+
+def test_resume_is_bit_exact(agent, uninterrupted, tmp_path):
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(agent, out, sinks=[StopAfter(4)])
+    assert run.Checkpointer(out / "checkpoints").latest_iteration() == 3 * CHUNK
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * CHUNK * SEEDS  # the 4th chunk's rows were written
+    with open(out / "metrics.csv", "a") as f:
+        f.write("100,0,1.5")  # and a half-written row, as a kill can leave
+
+    resumed = train(agent, out, resume=True)
+
+    assert resumed.summary["resumed_from_iteration"] == 3 * CHUNK
+    assert (out / "metrics.csv").read_bytes() == (
+        uninterrupted.out_dir / "metrics.csv"
+    ).read_bytes()
+    assert_trees_equal(resumed.state, uninterrupted.state)
+    assert resumed.summary["eval_return"] == uninterrupted.summary["eval_return"]
+    for name, values in resumed.metrics.items():
+        np.testing.assert_array_equal(values, uninterrupted.metrics[name][3 * CHUNK :])
+
+
+def test_resume_refuses_a_different_run(agent, uninterrupted):
+    out = uninterrupted.out_dir
+    before = snapshot(out)
+    with pytest.raises(run.RunDirError, match="seeds"):
+        train(agent, out, resume=True, seeds=SEEDS + 1)
+    with pytest.raises(run.RunDirError, match="chunk_iterations"):
+        train(agent, out, resume=True, chunk_iterations=CHUNK + 1)
+    with pytest.raises(run.RunDirError, match="key"):
+        run.train(
+            agent,
+            jax.random.PRNGKey(8),
+            total_steps(agent),
+            seeds=SEEDS,
+            chunk_iterations=CHUNK,
+            out_dir=out,
+            resume=True,
+            progress=False,
+        )
+    assert snapshot(out) == before
+
+
+def test_existing_run_is_not_overwritten(agent, uninterrupted):
+    out = uninterrupted.out_dir
+    before = snapshot(out)
+    started = time.perf_counter()
+    with pytest.raises(run.RunDirError, match="already holds a run"):
+        train(agent, out)
+    assert time.perf_counter() - started < 1.0  # refused before compiling
+    assert snapshot(out) == before
+
+
+def test_resume_needs_a_run(agent, tmp_path):
+    with pytest.raises(run.RunDirError, match="not a run directory"):
+        train(agent, tmp_path / "nothing", resume=True)
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_force_replaces_only_run_files(tmp_path):
+    out = tmp_path / "run"
+    rundir.start_new_run(out, {"algorithm": "a"}, force=False)
+    (out / "metrics.csv").write_text("old")
+    (out / "checkpoints" / "3").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(rundir.RunDirError):
+        rundir.start_new_run(out, {"algorithm": "b"}, force=False)
+    rundir.start_new_run(out, {"algorithm": "b"}, force=True)
+    assert rundir.read_json(out / "config.json") == {"algorithm": "b"}
+    assert not (out / "metrics.csv").exists() and not (out / "checkpoints").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_interrupted_checkpoint_save_is_ignored(tmp_path):
+    # orbax writes <step>.orbax-checkpoint-tmp and renames it when complete: a
+    # kill mid-save leaves only that, which is neither latest nor kept.
+    tree = {"w": np.arange(3.0)}
+    with run.Checkpointer(tmp_path) as checkpointer:
+        checkpointer.save(3, tree)
+    (tmp_path / "6.orbax-checkpoint-tmp").mkdir()
+    (tmp_path / "6.orbax-checkpoint-tmp" / "junk").write_text("half")
+    with run.Checkpointer(tmp_path) as checkpointer:
+        assert checkpointer.latest_iteration() == 3
+        restored = checkpointer.restore(3, jax.eval_shape(lambda: tree))
+    np.testing.assert_array_equal(restored["w"], tree["w"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3"]
+
+
+def snapshot(directory):
+    return {
+        str(p.relative_to(directory)): p.read_bytes() if p.is_file() else None
+        for p in sorted(directory.rglob("*"))
+    }
+
+
+# ------------------------------------------------------------------ run directory
+
+
+def test_run_directory_contents(agent, uninterrupted):
+    out = uninterrupted.out_dir
+    assert {"config.json", "metrics.csv", "summary.json", "curve.png", "checkpoints"} <= {
+        p.name for p in out.iterdir()
+    }
+    # The last two checkpoints, named by iterations done.
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir()) == [5 * CHUNK, ITERATIONS]
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["algorithm"] == "fake" and config["env_id"] == "CartPole-v1"
+    assert config["agent_config"] == config_io.config_to_dict(CONFIG)
+    assert (config["seeds"], config["iterations"], config["chunk_iterations"]) == (
+        SEEDS,
+        ITERATIONS,
+        CHUNK,
+    )
+    assert config_io.key_from_json(config["key"]).tolist() == KEY.tolist()
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == uninterrupted.summary
+    for key in (
+        "eval_return",
+        "eval_return_mean",
+        "eval_return_std",
+        "eval_episodes",
+        "env_steps",
+        "env_steps_per_second",
+        "compile_seconds",
+        "train_seconds",
+        "algorithm",
+        "env_id",
+        "seeds",
+    ):
+        assert key in summary, key
+    assert len(summary["eval_return"]) == SEEDS and summary["eval_episodes"] == EVAL_EPISODES
+    assert summary["eval_return_mean"] == pytest.approx(np.mean(summary["eval_return"]))
+    assert summary["env_steps"] == total_steps(agent)
+    assert summary["compile_seconds"] > 0 and summary["train_seconds"] > 0
+    assert summary["env_steps_per_second"] == pytest.approx(
+        SEEDS * total_steps(agent) / summary["train_seconds"]
+    )
+
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    columns = run.read_csv(out / "metrics.csv")
+    assert list(columns)[:3] == ["env_steps", "seed", "episode_return"]
+    assert len(columns["seed"]) == ITERATIONS * SEEDS
+    np.testing.assert_array_equal(
+        columns["episode_return"].reshape(ITERATIONS, SEEDS),
+        uninterrupted.metrics["episode_return"],
+    )
+
+
+# ------------------------------------------------------------------ sinks
+
+
+def make_chunk(first_iteration, n, seeds=2, steps_per_iteration=10):
+    iterations = np.arange(first_iteration, first_iteration + n)
+    return MetricsChunk(
+        env_steps=(iterations + 1) * steps_per_iteration,
+        metrics={
+            "loss": np.float32(0.1) * np.ones((n, seeds), np.float32),
+            "episode_return": np.tile(iterations[:, None], (1, seeds)).astype(np.float32) / 3,
+        },
+    )
+
+
+@pytest.mark.parametrize("sink_type", [CSVSink, JSONLSink])
+def test_sinks_truncate_on_resume(tmp_path, sink_type):
+    def write(path, chunks, resume_env_steps=None):
+        sink = sink_type(path)
+        sink.open(["loss", "episode_return"], 2, resume_env_steps)
+        for chunk in chunks:
+            sink.write(chunk)
+        sink.close()
+
+    whole, partial = tmp_path / "whole", tmp_path / "partial"
+    write(whole, [make_chunk(0, 3), make_chunk(3, 3)])
+    write(partial, [make_chunk(0, 3), make_chunk(3, 2)])
+    with open(partial, "a") as f:
+        f.write('{"env_steps": 6' if sink_type is JSONLSink else "60,0,0.3")
+    write(partial, [make_chunk(3, 3)], resume_env_steps=30)
+    assert partial.read_bytes() == whole.read_bytes()
+
+
+def test_csv_format(tmp_path):
+    sink = CSVSink(tmp_path / "m.csv")
+    sink.open(["loss", "episode_return"], 2, None)
+    sink.write(make_chunk(0, 1))
+    sink.close()
+    assert (tmp_path / "m.csv").read_text() == (
+        "env_steps,seed,episode_return,loss\n10,0,0.0,0.1\n10,1,0.0,0.1\n"
+    )
+
+
+def test_csv_resume_refuses_other_columns(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("env_steps,seed,episode_return,other\n")
+    sink = CSVSink(path)
+    with pytest.raises(ValueError, match="different columns"):
+        sink.open(["loss", "episode_return"], 2, 0)
+    assert path.read_text() == "env_steps,seed,episode_return,other\n"
+
+
+def test_plot_curves_from_columns(tmp_path):
+    steps = np.repeat(np.arange(1, 101) * 10, 3)
+    seeds = np.tile(np.arange(3), 100)
+    columns = {
+        "env_steps": steps,
+        "seed": seeds,
+        "episode_return": steps / 10.0 + seeds,
+        "episodes_completed": (steps % 20 == 0).astype(np.float32),
+    }
+    out = run.plot_curves(columns, tmp_path / "curve.png", title="test")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recent_return_weights_by_completed_episodes():
+    from jaxrl.run.progress import recent_return
+
+    metrics = {
+        "episode_return": np.array([[0.0, 10.0], [30.0, 0.0]]),
+        "episodes_completed": np.array([[0.0, 1.0], [3.0, 0.0]]),
+    }
+    assert recent_return(metrics) == pytest.approx(25.0)
+    assert recent_return({**metrics, "episodes_completed": np.zeros((2, 2))}) is None
+
+
+def test_smoothing_weights_by_completed_episodes():
+    from jaxrl.run.plots import smoothed_returns
+
+    returns = np.array([0.0, 10.0, 0.0, 20.0])
+    episodes = np.array([0.0, 1.0, 0.0, 3.0])
+    curve = smoothed_returns(returns, episodes, window=4)
+    assert np.isnan(curve[0])
+    np.testing.assert_allclose(curve[1:], [10.0, 10.0, 17.5])
+
+
+# ------------------------------------------------------------------ config parsing
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    count: int = 1
+    rate: float = 0.1
+    flag: bool = False
+    name: str = "a"
+    sizes: tuple[int, ...] = (64, 64)
+    limit: Optional[int] = None  # noqa: UP045 (typing.Union is parsed too)
+    cap: float | None = None
+    mode: Literal["fast", "slow"] = "fast"
+
+
+@pytest.mark.parametrize(
+    "key, text, value",
+    [
+        ("count", "3", 3),
+        ("count", "1e6", 1_000_000),
+        ("rate", "3e-4", 3e-4),
+        ("flag", "true", True),
+        ("flag", "0", False),
+        ("flag", "Yes", True),
+        ("name", "b c", "b c"),
+        ("sizes", "32,16", (32, 16)),
+        ("sizes", "(8, 8, 8)", (8, 8, 8)),
+        ("limit", "none", None),
+        ("limit", "5", 5),
+        ("cap", "null", None),
+        ("cap", "2.5", 2.5),
+        ("mode", "slow", "slow"),
+    ],
+)
+def test_parse_overrides(key, text, value):
+    assert config_io.parse_overrides(Settings, {key: text}) == {key: value}
+
+
+@pytest.mark.parametrize(
+    "key, text, message",
+    [
+        ("count", "many", "invalid value for count: 'many' is not an int"),
+        ("count", "1.5", "is not an int"),
+        ("rate", "fast", "is not a float"),
+        ("flag", "maybe", "is not a bool"),
+        ("sizes", "64,x", "is not a comma-separated list of ints"),
+        ("mode", "medium", "is not one of 'fast', 'slow'"),
+    ],
+)
+def test_parse_overrides_rejects_wrong_types(key, text, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        config_io.parse_overrides(Settings, {key: text})
+
+
+def test_unknown_key_lists_closest_first():
+    with pytest.raises(ValueError) as error:
+        config_io.parse_overrides(Settings, {"rat": "1"})
+    message = str(error.value)
+    assert "unknown" in message and "'rat'" in message
+    assert message.index("rate") < message.index("count")
+
+
+def test_config_round_trips_through_json():
+    settings = Settings(sizes=(3, 4), limit=2, mode="slow")
+    saved = json.loads(json.dumps(config_io.config_to_dict(settings)))
+    assert config_io.config_from_dict(Settings, saved) == settings
+
+
+@pytest.mark.parametrize("make_key", [jax.random.PRNGKey, jax.random.key])
+def test_keys_round_trip_through_json(make_key):
+    key = make_key(3)
+    restored = config_io.key_from_json(json.loads(json.dumps(config_io.key_to_json(key))))
+    assert jax.random.normal(restored) == jax.random.normal(key)
+
+
+def test_tensorboard_sink(tmp_path):
+    pytest.importorskip("tensorboardX")
+    from jaxrl.run.sinks import TensorBoardSink
+
+    for first, resume_env_steps in ((0, None), (3, 30)):
+        sink = TensorBoardSink(tmp_path)
+        sink.open(["loss", "episode_return"], 2, resume_env_steps)
+        sink.write(make_chunk(first, 3))
+        sink.close()
+    # One event file per seed per session; a resume never replaces the first.
+    assert sorted(len(list((tmp_path / f"seed_{s}").iterdir())) for s in range(2)) == [2, 2]
