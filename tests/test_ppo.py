@@ -212,17 +212,33 @@ def test_metrics_are_flat_float_scalars(cartpole_agent):
 
 # ---------------------------------------------------------------- learning
 
-def evaluate_after_training(env_id, config, iterations, seed=0, episodes=20):
+def evaluate_after_training(env_id, config, iterations, seeds=(0, 1, 2, 3), episodes=20):
+    """Mean evaluation return of each seed after ``iterations`` updates.
+
+    The seeds train as one vmapped program; evaluation (a while loop over
+    episodes) is jitted on its own.
+    """
     env, env_params = envs.make(env_id)
     agent = ppo.make(env, env_params, config)
-    state, metrics = train(agent, jax.random.PRNGKey(seed), iterations)
-    returns = jax.jit(agent.evaluate, static_argnums=2)(state, jax.random.PRNGKey(123), episodes)
-    return float(jnp.mean(returns)), metrics
+
+    def run(key):
+        state = agent.init(key)
+        state, metrics = jax.lax.scan(lambda s, _: agent.step(s), state, length=iterations)
+        return state, metrics["episode_return"]
+
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    states, curves = jax.jit(jax.vmap(run))(keys)
+    evaluate = jax.jit(jax.vmap(lambda s: jnp.mean(agent.evaluate(s, jax.random.PRNGKey(123), episodes))))
+    return np.asarray(evaluate(states)), np.asarray(curves)
 
 
-# A CartPole configuration that solves the task well inside 5e5 env steps.
-CARTPOLE = ppo.Config(num_envs=8, rollout_len=64, num_epochs=4, num_minibatches=4,
-                      learning_rate=5e-4, total_steps=300_000)
+# CartPole at 8 envs x 128 steps and 10 epochs (the paper's epoch count):
+# both objectives reach 500 on each of seeds 0-3 inside 5e5 steps (the test
+# runs two of them; benchmarks/ppo_learning.py all four),
+# where the lighter classic configuration leaves the adaptive-KL objective
+# short on some seeds.
+CARTPOLE = ppo.Config(num_envs=8, rollout_len=128, num_epochs=10, num_minibatches=4,
+                      learning_rate=5e-4, total_steps=500_000)
 
 
 @pytest.mark.slow
@@ -230,5 +246,18 @@ CARTPOLE = ppo.Config(num_envs=8, rollout_len=64, num_epochs=4, num_minibatches=
 def test_cartpole_solved(objective):
     config = dataclasses.replace(CARTPOLE, objective=objective)
     iterations = config.total_steps // (config.num_envs * config.rollout_len)
-    mean_return, _ = evaluate_after_training("CartPole-v1", config, iterations)
-    assert mean_return >= 475, f"{objective}: evaluation return {mean_return}"
+    returns, curves = evaluate_after_training("CartPole-v1", config, iterations, seeds=(0, 1))
+    assert returns.mean() >= 475, f"{objective}: evaluation returns per seed {returns}"
+    # It learned: the untrained policy's episodes (first iteration) were short.
+    assert np.all(curves[:, 0] < 50), curves[:, 0]
+
+
+ACROBOT = ppo.Config(num_envs=16, rollout_len=128, num_epochs=4, num_minibatches=4,
+                     learning_rate=1e-3, ent_coef=0.0, normalize_obs=True, total_steps=1_000_000)
+
+
+@pytest.mark.slow
+def test_acrobot_solved():
+    iterations = ACROBOT.total_steps // (ACROBOT.num_envs * ACROBOT.rollout_len)
+    returns, _ = evaluate_after_training("Acrobot-v1", ACROBOT, iterations, seeds=(0, 1))
+    assert returns.mean() >= -100, f"evaluation returns per seed {returns}"

@@ -57,3 +57,20 @@ class Agent:
     evaluate: Callable[[PyTree, jax.Array, int], jax.Array]
     default_hparams: Callable[[], PyTree]
     env_steps_per_step: int
+
+
+def require(ok: bool, algo: str, field: str, value: Any, allowed: str) -> None:
+    """Raise the config error every agent's ``Config.validate`` gives.
+
+    The message names the agent, the field, the value and what is allowed,
+    e.g. ``ppo.Config.num_envs=0 is invalid: expected a positive integer``.
+    """
+    if not ok:
+        raise ValueError(f"{algo}.Config.{field}={value!r} is invalid: expected {allowed}")
+
+
+def config_requirer(config) -> Callable[[bool, str, str], None]:
+    """``require(ok, field, allowed)`` bound to ``config``: the value is read from
+    the field, the agent's name from the config's module (``ddpg.Config`` ...)."""
+    algo = type(config).__module__.rsplit(".", 1)[-1]
+    return lambda ok, field, allowed: require(ok, algo, field, getattr(config, field), allowed)

@@ -30,7 +30,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, ops
-from jaxrl.agents.base import Agent
+from jaxrl.agents.base import Agent, require
 from jaxrl.networks import ACTIVATIONS, ActorCritic
 
 ACTION_SPACES = ("discrete", "continuous")
@@ -125,8 +125,7 @@ class Config:
 
 
 def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"ppo.Config.{field}={value!r} is invalid: expected {allowed}")
+    require(ok, "ppo", field, value, allowed)
 
 
 @struct.dataclass
@@ -164,6 +163,38 @@ class State:
     env_steps: jax.Array
 
 
+class PolicyLossInputs(struct.PyTreeNode):
+    """What a policy loss sees for one minibatch (flat ``[N]`` arrays).
+
+    Attributes:
+      log_prob: log π_θ(a|s) under the parameters being optimised.
+      old_log_prob: log π_old(a|s) of the policy that collected the data.
+      advantages: GAE advantages (normalised when ``normalize_advantages``).
+      kl: KL[π_old(·|s) ‖ π_θ(·|s)] per sample.
+      entropy: entropy of π_θ(·|s) per sample.
+      hparams: the numeric hyperparameters (``clip_eps``, ...).
+      kl_beta: the current KL-penalty coefficient β.
+    """
+
+    log_prob: jax.Array
+    old_log_prob: jax.Array
+    advantages: jax.Array
+    kl: jax.Array
+    entropy: jax.Array
+    hparams: "HParams"
+    kl_beta: jax.Array
+
+
+def clip_objective(x: PolicyLossInputs) -> jax.Array:
+    """L^CLIP of the paper's §3, as a loss to minimise."""
+    return ops.ppo_clip_loss(x.log_prob, x.old_log_prob, x.advantages, x.hparams.clip_eps)
+
+
+def kl_penalty_objective(x: PolicyLossInputs) -> jax.Array:
+    """L^KLPEN of the paper's §4, as a loss to minimise."""
+    return ops.kl_penalty_loss(x.log_prob, x.old_log_prob, x.advantages, x.kl, x.kl_beta)
+
+
 class Rollout(struct.PyTreeNode):
     """Time-major ``[T, B, ...]`` experience from one iteration."""
 
@@ -180,10 +211,17 @@ class Rollout(struct.PyTreeNode):
     episode_done: jax.Array
 
 
-def make(env, env_params, config: Config = Config()) -> Agent:
+def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
     """Binds PPO to an environment. Validates ``config`` and the action space
-    before anything is traced, so bad input fails fast with a clear message."""
+    before anything is traced, so bad input fails fast with a clear message.
+
+    ``policy_loss``: optional ``fn(PolicyLossInputs) -> scalar`` replacing the
+    objective that ``config.objective`` selects (the value loss, entropy bonus
+    and, for ``"kl_adaptive"``, the β rule stay). Build it from ``jaxrl.ops``.
+    """
     config.validate()
+    if policy_loss is not None and not callable(policy_loss):
+        raise TypeError(f"ppo.make: policy_loss must be callable, got {type(policy_loss).__name__}")
     kind = envs.action_space_kind(env, env_params)
     obs_shape = envs.observation_shape(env, env_params)
     discrete = kind == "discrete"
@@ -215,10 +253,10 @@ def make(env, env_params, config: Config = Config()) -> Agent:
 
     batch_size = config.num_envs * config.rollout_len
     minibatch_size = batch_size // config.num_minibatches
-    updates_per_iteration = config.num_epochs * config.num_minibatches
     total_iterations = max(1, -(-config.total_steps // batch_size))
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1.0, eps=config.adam_eps)
     is_kl = config.objective != "clip"
+    objective = policy_loss or (kl_penalty_objective if is_kl else clip_objective)
 
     def init(key: jax.Array, hparams: HParams | None = None) -> State:
         hparams = config.hparams() if hparams is None else hparams
@@ -226,7 +264,7 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         dummy_obs = jnp.zeros(obs_shape, jnp.float32)
         params = network.init(k_params, dummy_obs)
         opt_state = optimizer.init(params)
-        opt_state = _with_learning_rate(opt_state, hparams.learning_rate)
+        opt_state = ops.with_learning_rate(opt_state, hparams.learning_rate)
         obs, env_state = train_env.reset(k_env, env_params)
         return State(
             params=params,
@@ -300,15 +338,15 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         if config.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         kl = old_dist.kl(dist)
-        if is_kl:
-            policy_loss = ops.kl_penalty_loss(log_prob, batch["log_prob"], adv, kl, kl_beta)
-        else:
-            policy_loss = ops.ppo_clip_loss(log_prob, batch["log_prob"], adv, hp.clip_eps)
+        entropy_per_sample = dist.entropy()
+        inputs = PolicyLossInputs(log_prob=log_prob, old_log_prob=batch["log_prob"], advantages=adv,
+                                  kl=kl, entropy=entropy_per_sample, hparams=hp, kl_beta=kl_beta)
+        policy_loss = objective(inputs)
         if config.clip_value_loss:
             value_loss = ops.clipped_value_loss(value, batch["value"], batch["returns"], hp.clip_eps)
         else:
             value_loss = ops.squared_loss(value, batch["returns"])
-        entropy = dist.entropy().mean()
+        entropy = entropy_per_sample.mean()
         total = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
         stats = {
             "policy_loss": policy_loss,
@@ -358,7 +396,7 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         if config.anneal_lr:
             progress = state.iteration.astype(jnp.float32) / total_iterations
             learning_rate = learning_rate * jnp.maximum(1.0 - progress, 0.0)
-        opt_state = _with_learning_rate(state.opt_state, learning_rate)
+        opt_state = ops.with_learning_rate(state.opt_state, learning_rate)
 
         rng, *epoch_keys = jax.random.split(state.rng, config.num_epochs + 1)
         (params, opt_state, _, _, _), stats = jax.lax.scan(
@@ -427,11 +465,6 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         env_steps_per_step=batch_size,
     )
 
-
-def _with_learning_rate(opt_state, learning_rate):
-    hyperparams = dict(opt_state.hyperparams)
-    hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
-    return opt_state._replace(hyperparams=hyperparams)
 
 
 def _explained_variance(values: jax.Array, returns: jax.Array) -> jax.Array:

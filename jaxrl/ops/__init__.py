@@ -36,7 +36,7 @@ from jaxrl.ops.losses import (
     ppo_clip_loss,
     squared_loss,
 )
-from jaxrl.ops.optim import clip_by_global_norm, global_norm
+from jaxrl.ops.optim import clip_by_global_norm, global_norm, with_learning_rate
 from jaxrl.ops.returns import (
     VTraceOutput,
     discounted_returns,
@@ -72,6 +72,7 @@ __all__ = [
     # optim
     "clip_by_global_norm",
     "global_norm",
+    "with_learning_rate",
     # distributions
     "Categorical",
     "DiagGaussian",

@@ -38,3 +38,14 @@ def clip_by_global_norm(grads: PyTree, max_norm: chex.Numeric) -> PyTree:
     # max() keeps the division finite at norm 0, where the scale is 1 anyway.
     scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny))
     return jax.tree_util.tree_map(lambda g: (g * scale).astype(g.dtype), grads)
+
+
+def with_learning_rate(opt_state, learning_rate: chex.Numeric):
+    """Set the step size of an ``optax.inject_hyperparams`` optimiser state.
+
+    Agents keep the learning rate in their state (a vmappable leaf) and write
+    it, possibly annealed, into the optimiser state before each update.
+    """
+    hyperparams = dict(opt_state.hyperparams)
+    hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    return opt_state._replace(hyperparams=hyperparams)
