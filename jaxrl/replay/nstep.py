@@ -1,0 +1,86 @@
+"""N-step transitions from time-major rollouts.
+
+One-step transitions ``(s_t, a_t, r_t, γ_t, s'_t)`` with
+``γ_t = γ·(1 − terminated_t)`` and ``s'_t`` the true next observation
+(``info["final_observation"]`` at episode ends) become
+
+    R_t^(n) = Σ_{k=0}^{m−1} (Π_{i<k} γ_{t+i}) · r_{t+k}
+    Γ_t^(n) = Π_{i<m} γ_{t+i}
+    s'^(n)_t = s'_{t+m−1}
+
+where ``m ≤ n`` stops at the first step that ends the episode
+(``terminated`` or ``truncated``). The learner's target is then
+``R + Γ·Q(s', π(s'))``: termination zeroes Γ (no bootstrap); truncation keeps
+Γ = γ^m and bootstraps from the final observation, since the episode was cut
+by a time limit, not ended by the MDP.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Transition:
+    """What the replay buffers of the off-policy agents store.
+
+    Attributes:
+      obs: s_t.
+      action: a_t.
+      reward: R (the n-step discounted reward sum; r_t when n = 1).
+      discount: Γ, the discount applied to the bootstrap value (γ^m, or 0
+        after a termination).
+      next_obs: the observation to bootstrap from.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    discount: jax.Array
+    next_obs: jax.Array
+
+
+def n_step_transitions(steps: Transition, episode_end: jax.Array, n: int) -> Transition:
+    """Turns ``T`` one-step transitions ``[T, B, ...]`` into the ``T − n + 1``
+    n-step transitions that start at ``t = 0 … T − n`` (``[T − n + 1, B, ...]``).
+
+    Args:
+      steps: one-step transitions, time-major; ``steps.discount`` is
+        γ·(1 − terminated), ``steps.next_obs`` the true next observation.
+      episode_end: ``terminated | truncated`` per step, ``[T, B]``.
+      n: static int ≥ 1, ≤ T.
+
+    A window that meets an episode end stops there (m < n), so every window
+    of length n fits inside the chunk; the last n − 1 starts need the next
+    chunk (an agent keeps a sliding window of n steps, see ``ddpg``).
+    """
+    T = steps.reward.shape[0]
+    if not isinstance(n, int) or not 1 <= n <= T:
+        raise ValueError(f"n must be a static int in [1, T={T}], got {n!r}")
+    chex.assert_equal_shape([steps.reward, steps.discount, episode_end])
+    starts = T - n + 1
+    window = lambda x, k: jax.lax.slice_in_dim(x, k, k + starts, axis=0)
+
+    reward = jnp.zeros_like(window(steps.reward, 0))
+    discount = jnp.ones_like(window(steps.discount, 0))
+    next_obs = window(steps.next_obs, 0)
+    alive = jnp.ones(reward.shape, bool)  # the window has not met an episode end yet
+    for k in range(n):
+        reward = reward + jnp.where(alive, discount * window(steps.reward, k), 0.0)
+        next_obs = jnp.where(_expand(alive, next_obs), window(steps.next_obs, k), next_obs)
+        discount = jnp.where(alive, discount * window(steps.discount, k), discount)
+        alive = alive & ~window(episode_end, k).astype(bool)
+    return Transition(
+        obs=window(steps.obs, 0),
+        action=window(steps.action, 0),
+        reward=reward,
+        discount=discount,
+        next_obs=next_obs,
+    )
+
+
+def _expand(mask: jax.Array, like: jax.Array) -> jax.Array:
+    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
