@@ -5,10 +5,12 @@ episode evaluation.
     env, env_params = envs.make("CartPole-v1")
     train_env = envs.NormalizeObservation(envs.BatchEnv(envs.EpisodeStats(env), 8))
 
-Importing this package registers the probe environments (``Probe-*-v0``).
+Importing this package registers the probe environments (``Probe-*-v0``) and the
+sparse-reward goal environments ``DecisionProcess-v0`` and ``KeyDoor-v0``.
 """
 
 from jaxrl.envs import probes  # noqa: F401  (registers the probe envs)
+from jaxrl.envs import hierarchical  # noqa: F401  (registers DecisionProcess-v0, KeyDoor-v0)
 from jaxrl.envs.evaluate import EpisodeResults, episode_returns
 from jaxrl.envs.registry import (
     action_shape,
