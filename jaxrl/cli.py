@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="algorithm setting, a field of its Config, e.g. --set num_envs=16 --set hidden_sizes=64,64",
     )
     train.add_argument(
+        "--labels",
+        metavar="SOURCE",
+        help="preference labeller of reward-modelling agents (rm-ppo): synthetic | human; "
+        "shorthand for --set labels=SOURCE",
+    )
+    train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
     )
     train.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
@@ -169,6 +175,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.checkpoint_every is not None and not args.checkpoint_every >= 0:
         raise UsageError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
+    if args.labels is not None:
+        args.set = [*args.set, f"labels={args.labels}"]
     agent, key, train_args, sinks = _check_input(
         _prepare_resume if args.resume else _prepare_new_run, args
     )

@@ -14,6 +14,12 @@ from jaxrl.agents.base import Agent
 # and config validation stay fast.
 REGISTRY: dict[str, str] = {
     "ppo": "jaxrl.agents.ppo",
+    "ddpg": "jaxrl.agents.ddpg",
+    "d4pg": "jaxrl.agents.d4pg",
+    "impala": "jaxrl.agents.impala",
+    "dqn": "jaxrl.agents.dqn",
+    "hdqn": "jaxrl.agents.hdqn",
+    "rm-ppo": "jaxrl.agents.reward_model",
 }
 
 
