@@ -10,11 +10,13 @@ from jaxrl.distributed.mesh import (
     replicated,
     shard_batch,
 )
+from jaxrl.distributed.data_parallel import data_parallel
 
 __all__ = [
     "DATA_AXIS",
     "batch_sharded",
     "check_divisible",
+    "data_parallel",
     "make_mesh",
     "replicate",
     "replicated",

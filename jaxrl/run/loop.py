@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.agents.base import Agent
+from jaxrl.distributed.mesh import make_mesh, replicate
 from jaxrl.run import rundir
 from jaxrl.run.checkpoint import (
     DEFAULT_CHECKPOINT_SECONDS,
@@ -194,12 +195,18 @@ def train(
         agent, key, total_steps, seeds, plan, eval_episodes, hparams, env_id, env_kwargs
     )
     out_dir = None if out_dir is None else Path(out_dir)
+    # Several processes (jax.distributed): all run the same program, process 0
+    # alone writes the run directory; the key is placed on every device so the
+    # jitted init and step see one global array.
+    primary = jax.process_index() == 0
+    if jax.process_count() > 1:
+        key = replicate(key, make_mesh())
     # Every check happens before anything is compiled or written.
     start_iteration = 0
     if resume:
         rundir.check_resumable(out_dir, run_config)
         start_iteration = latest_iteration(out_dir / rundir.CHECKPOINTS) or 0
-    elif out_dir is not None:
+    elif out_dir is not None and primary:
         rundir.check_new_run(out_dir, force=force)
     try:
         remaining_chunks = plan.chunks_after(start_iteration)
@@ -213,17 +220,18 @@ def train(
         agent, plan, init_fn, (keys, hparams), abstract_state, need_init=start_iteration == 0
     )
 
-    if out_dir is not None and not resume:
+    if out_dir is not None and not resume and primary:
         rundir.start_new_run(out_dir, run_config, force=force)
-    all_sinks = ([CSVSink(out_dir / rundir.METRICS_CSV)] if out_dir is not None else []) + list(
-        sinks
+    writes = out_dir is not None and primary
+    all_sinks = ([CSVSink(out_dir / rundir.METRICS_CSV)] if writes else []) + list(
+        sinks if primary else ()
     )
     checkpointer = Checkpointer(out_dir / rundir.CHECKPOINTS) if out_dir is not None else None
     bar = Progress(
         plan.iterations * agent.env_steps_per_step,
         start_iteration * agent.env_steps_per_step,
         seeds,
-        progress,
+        progress and primary,
     )
     try:
         if start_iteration:
@@ -272,7 +280,7 @@ def train(
         "eval_seconds": eval_seconds,
         "resumed_from_iteration": start_iteration if resume else None,
     }
-    if out_dir is not None:
+    if writes:
         rundir.write_json(out_dir / rundir.SUMMARY, summary)
         plot_curves(
             out_dir / rundir.METRICS_CSV, out_dir / rundir.CURVE, title=_plot_title(run_config)
