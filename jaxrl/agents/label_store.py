@@ -7,6 +7,9 @@ kill. A kill in the middle of a write can leave at most a torn last line
 opening the store for appending first truncates it away, so the file never
 holds a corrupt line followed by good ones.
 
+A run labelled by people keeps its store at ``<run>/labels.jsonl``
+(:mod:`jaxrl.feedback`); the labelling page or notebook appends, the run reads.
+
 Schema (one JSON object per line, ``SCHEMA_VERSION`` = 1)::
 
     {"v": 1,                      schema version

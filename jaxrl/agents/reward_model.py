@@ -24,19 +24,31 @@ step, a segment that falls over early has the lower return, and the model
 learns a reward whose sign matters; that is why the default normalisation
 ("rms") rescales without centring. Every ``holdout_every``-th label is kept
 out of training and gives ``label_accuracy``.
+
+Labels from people (``labels="human"``) keep the step one jitted program:
+step 3 becomes a host call (``jax.experimental.io_callback``) to the labeller
+installed with :func:`use_labeller` (:class:`jaxrl.feedback.HumanLabeller`
+writes the queries to the run directory and waits until they are answered in
+its label store). Everything else stays on the device, so ``jaxrl.run.train``
+chunks, checkpoints and resumes a human run like any other. A resumed run
+replays from its checkpoint bit for bit, asks the same queries (same segment
+ids) again, and finds their answers in the store without waiting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import linen as nn
 from flax import struct
+from jax.experimental import io_callback
 
 from jaxrl import envs, ops
 from jaxrl.agents import ppo
@@ -444,15 +456,15 @@ class Config(ppo.Config):
     """Boltzmann temperature β of the synthetic oracle (0: always right)."""
     oracle_tie_margin: float = 0.0
     """Returns closer than this are labelled equal by the oracle."""
+    label_timeout: float = 3600.0
+    """labels=human: seconds to wait for one iteration's queries to be
+    answered before the run stops (resume it once they are labelled)."""
 
     def validate(self) -> None:
         super().validate()
         req = _require
         req(self.labels in LABELLERS, "labels", self.labels, f"one of {LABELLERS}")
-        if self.labels == "human":
-            raise ValueError(
-                "rm_ppo.Config.labels='human' is not available yet: the labelling interface "
-                "(jaxrl label RUN_DIR) and the human label store are not implemented; use labels=synthetic")
+        req(self.label_timeout > 0, "label_timeout", self.label_timeout, "a positive number of seconds")
         for name in ("label_budget", "queries_per_iteration", "num_candidates", "segment_len",
                      "ensemble_size", "reward_updates_per_iteration", "reward_batch_size"):
             req(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
@@ -626,6 +638,9 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         valid = jnp.arange(K) < wanted
         preference = oracle_preferences(k_label, q_left.true_return(), q_right.true_return(),
                                         hp.oracle_temperature, hp.oracle_tie_margin)
+        if config.labels == "human":
+            preference, answered = ask_labeller(state.iteration, q_left, q_right, valid)
+            valid = valid & answered  # skipped or unanswered queries teach nothing
         labels = add_labels(state.labels, q_left, q_right, preference, valid)
 
         # Fit the ensemble, refresh the normalisation on this rollout's (s, a).
@@ -672,6 +687,48 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         name="rm-ppo", config=config, env=env, env_params=env_params, init=init, step=step,
         act=policy.act, policy_params=policy_params, evaluate=evaluate,
         default_hparams=config.hparams, env_steps_per_step=T * B)
+
+
+# --------------------------------------------------------------------------- #
+# Labels from people: a host call inside the jitted step
+# --------------------------------------------------------------------------- #
+
+_labeller: list[Callable] = []
+"""The installed labeller (a stack, so :func:`use_labeller` nests)."""
+
+
+@contextlib.contextmanager
+def use_labeller(labeller: Callable) -> Iterator[Callable]:
+    """Installs the host labeller a ``labels="human"`` agent's ``step`` calls:
+    ``labeller(iteration, left, right, valid) -> (preference [K], answered [K])``
+    with NumPy :class:`Segments` ``[K, L, ...]`` and ``valid [K]`` (the
+    queries due); ``preference`` is μ (1 left, 0 right, 0.5 equal)."""
+    _labeller.append(labeller)
+    try:
+        yield labeller
+    finally:
+        _labeller.remove(labeller)
+
+
+def _call_labeller(iteration, left, right, valid):
+    if not _labeller:
+        raise RuntimeError(
+            "rm-ppo with labels='human' needs a labeller: run it with "
+            "`jaxrl train rm-ppo --labels human`, or inside "
+            "`with reward_model.use_labeller(jaxrl.feedback.HumanLabeller(run_dir)):`")
+    to_np = lambda tree: jax.tree.map(np.asarray, tree)
+    preference, answered = _labeller[-1](int(iteration), to_np(left), to_np(right), np.asarray(valid))
+    return np.asarray(preference, np.float32), np.asarray(answered, bool)
+
+
+def ask_labeller(iteration: jax.Array, left: Segments, right: Segments,
+                 valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """μ and whether each of the ``[K]`` queries was answered, from the
+    installed labeller. Unordered io_callback: under ``vmap`` (one seed in
+    ``run.train``) it is called once per seed."""
+    K = valid.shape[0]
+    shapes = (jax.ShapeDtypeStruct((K,), jnp.float32), jax.ShapeDtypeStruct((K,), jnp.bool_))
+    return io_callback(_call_labeller, shapes, iteration, left, right, valid)
 
 
 def _true_episode_return(traj: Trajectory) -> jax.Array:
