@@ -1,17 +1,21 @@
 """h-DQN against flat DQN on the sparse-reward goal environments.
 
     python benchmarks/hdqn_sparse.py [--envs DecisionProcess-v0,KeyDoor-v0]
-        [--steps 80000] [--seeds 2] [--keydoor-size 7] [--chunks 8]
-        [--episodes 1000] [--out benchmarks/results]
+        [--steps 80000] [--keydoor-steps 200000] [--seeds 3] [--keydoor-room-size 6]
+        [--chunks 8] [--episodes 1000] [--out benchmarks/results]
 
 For each environment, trains ``--seeds`` vmapped seeds of ``jaxrl.agents.hdqn``
 and of ``jaxrl.agents.dqn`` with the same env-step budget (8 vmapped envs,
-one update of each learner per 8 env steps, ε annealed over the first half),
+one update of each learner per 8 env steps, ε annealed over the first half;
+``--steps`` on the decision process, ``--keydoor-steps`` in the key-and-door
+rooms, where h-DQN's options may run 30 steps to cross a room),
 in ``--chunks`` jitted pieces; after each piece every seed is evaluated on
 ``--episodes`` episodes, greedily and with ε = 0.05 (jitted separately),
 recording returns, success fractions and the mean observation sum per
 episode (visits per state on the one-hot decision process, as in the
-paper's Fig. 4). Prints a table and writes ``<out>/hdqn_sparse.json``.
+paper's Fig. 4). Prints a table, writes ``<out>/hdqn_sparse.json`` (entries
+of environments not run this time are kept) and plots the curves of every
+entry to ``<out>/hdqn_sparse.png``.
 
 Reported per agent: the mean training return over the last 1000 episodes
 (ε-greedy, as the paper's Fig. 3), the final evaluation returns and success
@@ -40,9 +44,12 @@ NUM_ENVS = 8
 WINDOW = 1_000
 
 
-def configs(steps: int) -> tuple[hdqn.Config, dqn.Config]:
+def configs(steps: int, env_id: str) -> tuple[hdqn.Config, dqn.Config]:
     half = steps // 2
-    h = hdqn.Config(num_envs=NUM_ENVS, learning_starts=500, meta_exploration_steps=half, total_steps=steps)
+    # Crossing a KeyDoor-v0 room toward a goal can take longer than the default 20-step option.
+    option_steps = 30 if env_id == "KeyDoor-v0" else hdqn.Config.max_option_steps
+    h = hdqn.Config(num_envs=NUM_ENVS, learning_starts=500, meta_exploration_steps=half, total_steps=steps,
+                    max_option_steps=option_steps)
     f = dqn.Config(num_envs=NUM_ENVS, rollout_len=1, batch_size=32, learning_rate=1e-3, learning_starts=500,
                    total_steps=steps, exploration_fraction=0.5, epsilon_end=0.1,
                    target_update_period=100, hidden_sizes=(64, 64))
@@ -130,7 +137,7 @@ def train_and_evaluate(agent, kind: str, seeds: int, iterations: int, chunks: in
 def run_env(env_id: str, steps: int, seeds: int, chunks: int, episodes: int,
             env_kwargs: dict | None = None) -> dict:
     env, env_params = envs.make(env_id, **(env_kwargs or {}))
-    h_config, f_config = configs(steps)
+    h_config, f_config = configs(steps, env_id)
     agents = {"hdqn": hdqn.make(env, env_params, h_config), "dqn": dqn.make(env, env_params, f_config)}
     iterations = steps // NUM_ENVS // chunks * chunks
     out = {"env": env_id, "env_kwargs": env_kwargs or {}, "env_steps": iterations * NUM_ENVS, "seeds": seeds}
@@ -161,19 +168,54 @@ def run_env(env_id: str, steps: int, seeds: int, chunks: int, episodes: int,
     return out
 
 
+def plot(results: list[dict], path: Path) -> None:
+    """Training curves (mean return per window of episodes) and greedy success
+    fraction over training, per environment, mean and range over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(5 * len(results), 7), squeeze=False)
+    for col, r in enumerate(results):
+        for name, color in (("hdqn", "tab:blue"), ("dqn", "tab:orange")):
+            a = r[name]
+            n = min(len(c) for c in a["curve"])
+            curves = np.array([c[:n] for c in a["curve"]])
+            x = (np.arange(n) + 1) * a["curve_window"]
+            ax = axes[0, col]
+            ax.plot(x, curves.mean(axis=0), color=color, label=name)
+            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), color=color, alpha=0.2)
+            steps = [e["env_steps"] for e in a["evaluations"]]
+            success = np.array([e["greedy_success"] for e in a["evaluations"]])
+            ax = axes[1, col]
+            ax.plot(steps, success.mean(axis=1), "o-", color=color, label=name)
+            ax.fill_between(steps, success.min(axis=1), success.max(axis=1), color=color, alpha=0.2)
+        axes[0, col].set(title=f"{r['env']} ({r['seeds']} seeds)", xlabel="training episodes",
+                         ylabel="mean extrinsic return (ε-greedy)")
+        axes[1, col].set(xlabel="env steps", ylabel="greedy success fraction", ylim=(-0.05, 1.05))
+        axes[0, col].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", default="DecisionProcess-v0,KeyDoor-v0")
     parser.add_argument("--steps", type=int, default=80_000)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--keydoor-size", type=int, default=7, help="side of the KeyDoor-v0 room")
+    parser.add_argument("--keydoor-steps", type=int, default=200_000, help="env steps on KeyDoor-v0")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--keydoor-room-size", type=int, default=6, help="side of each KeyDoor-v0 room")
     parser.add_argument("--chunks", type=int, default=8, help="evaluations during training")
     parser.add_argument("--episodes", type=int, default=1000, help="episodes per evaluation and seed")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
 
-    kwargs = {"KeyDoor-v0": {"size": args.keydoor_size}}
-    results = [run_env(env_id, args.steps, args.seeds, args.chunks, args.episodes, kwargs.get(env_id))
+    kwargs = {"KeyDoor-v0": {"room_size": args.keydoor_room_size}}
+    steps = {"KeyDoor-v0": args.keydoor_steps}
+    results = [run_env(env_id, steps.get(env_id, args.steps), args.seeds, args.chunks, args.episodes,
+                       kwargs.get(env_id))
                for env_id in args.envs.split(",")]
     header = (f"{'env':<20} {'agent':<6} {'train last 1000':>16} {'greedy return':>14} {'greedy success':>15}"
               f" {'ε=0.05 success':>15}")
@@ -186,11 +228,21 @@ def main(argv=None) -> int:
                   f"{np.mean(a['greedy_eval_mean']):>14.4f} {np.mean(a['greedy_success_fraction']):>15.3f}"
                   f" {np.mean(a['eps_0.05_success_fraction']):>15.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"meta": {"steps": args.steps, "seeds": args.seeds, "platform": platform.platform(),
-                       "jax": jax.__version__, "device": str(jax.devices()[0])}, "results": results}
     path = args.out / "hdqn_sparse.json"
-    path.write_text(json.dumps(report, indent=1))
-    print(f"wrote {path}")
+    meta = {"platform": platform.platform(), "jax": jax.__version__, "device": str(jax.devices()[0])}
+    for r in results:
+        r["meta"] = meta
+    # Keep earlier entries of the environments not run this time.
+    earlier_report = json.loads(path.read_text()) if path.exists() else {"results": []}
+    earlier = earlier_report["results"]
+    for r in earlier:  # reports of older versions kept one top-level meta
+        r.setdefault("meta", earlier_report.get("meta", {}))
+    ran = {r["env"] for r in results}
+    merged = [r for r in earlier if r["env"] not in ran] + results
+    merged.sort(key=lambda r: r["env"])
+    path.write_text(json.dumps({"results": merged}, indent=1))
+    plot(merged, args.out / "hdqn_sparse.png")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
 
 

@@ -83,19 +83,36 @@ def test_decision_process_known_returns():
 def test_key_door_needs_the_key_first():
     env, env_params = envs.make("KeyDoor-v0")
     up, down, left, right = 0, 1, 2, 3
-    # Start (6, 3); key (0, 6); door (0, 0). Straight to the door: nothing.
-    no_key = rollout(env, env_params, [up] * 6 + [left] * 3)
+    # Start (6, 1); door (1, 1); doorway (4, 7); key (6, 13). Straight to the door: nothing.
+    no_key = rollout(env, env_params, [up] * 5)
     assert all(r == 0 and not t for r, t, _, _ in no_key)
     assert bool(env.goal_reached(jnp.asarray(no_key[-1][3]), 1))
-    # Key first, then the door: reward 1 and termination on the 15th step.
-    with_key = rollout(env, env_params, [up] * 6 + [right] * 3 + [left] * 6)
+    # Doorway, key, doorway, door: reward 1 and termination on the 33rd step (the shortest path).
+    to_key = [up] * 2 + [right] * 12 + [down] * 2
+    with_key = rollout(env, env_params, to_key + [up] * 2 + [left] * 12 + [up] * 3)
     rewards = [r for r, *_ in with_key]
-    assert rewards == [0.0] * 14 + [1.0] and with_key[-1][1]
-    key_obs = with_key[8][3]
+    assert rewards == [0.0] * 32 + [1.0] and with_key[-1][1]
+    assert bool(env.goal_reached(jnp.asarray(with_key[7][3]), 2))  # through the doorway
+    key_obs = with_key[15][3]
     assert bool(env.goal_reached(jnp.asarray(key_obs), 0)) and key_obs[-1] == 1.0  # holding the key
-    # Walls stop movement.
-    [(_, _, _, obs)] = rollout(env, env_params, [down])
-    assert bool(jnp.argmax(obs[:-1]) == 6 * 7 + 3)
+    assert [bool(env.goal_reached(jnp.asarray(key_obs), g)) for g in (1, 2)] == [False, False]
+    # Walls stop movement: the outer wall, and the wall between the rooms off the doorway.
+    [(_, _, _, obs)] = rollout(env, env_params, [left])
+    assert int(jnp.argmax(obs[:-1])) == 6 * env.width + 1
+    along_wall = rollout(env, env_params, [right] * 8)
+    assert int(jnp.argmax(along_wall[-1][3][:-1])) == 6 * env.width + 6
+
+
+def test_key_door_is_rarely_solved_at_random():
+    """The flat exploration problem: uniformly random actions open the door in
+    none of 2,000 episodes (the shortest solution is 33 steps within a cap of 100)."""
+    env, env_params = envs.make("KeyDoor-v0")
+    returns = jax.jit(lambda k: envs.episode_returns(
+        env, env_params, lambda obs, k: jax.random.randint(k, obs.shape[:1], 0, 4), k, 2000).returns)(
+        jax.random.PRNGKey(0))
+    assert float(returns.sum()) == 0.0
+    with pytest.raises(ValueError, match="room_size"):
+        envs.make("KeyDoor-v0", room_size=1)
 
 
 def test_goal_specs_of_the_envs():
@@ -104,7 +121,7 @@ def test_goal_specs_of_the_envs():
     assert spec.names == ("s1", "s2", "s3", "s4", "s5", "s6")
     obs = jax.nn.one_hot(4, 6)
     assert [bool(spec.reached(obs, g)) for g in range(6)] == [False] * 4 + [True, False]
-    assert hdqn.goal_spec(envs.make("KeyDoor-v0")[0]).names == ("key", "door")
+    assert hdqn.goal_spec(envs.make("KeyDoor-v0")[0]).names == ("key", "door", "doorway")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -267,3 +284,39 @@ def test_cli_trains_hdqn_with_goal_metrics(tmp_path):
     assert summary["env_steps"] == 4000 and 0.0 < summary["eval_return"][0] <= 1.0
     # A goal-less environment is refused in one line before anything runs.
     assert main(["train", "hdqn", "--env", "CartPole-v1", "--out", str(tmp_path / "cp")]) == 2
+
+
+KEY_DOOR_STEPS = 200_000
+
+
+def key_door_configs(steps: int = KEY_DOOR_STEPS) -> tuple[hdqn.Config, dqn.Config]:
+    """The same budget for both: 8 envs, one update per iteration, ε annealed over half the run."""
+    h = hdqn.Config(num_envs=8, learning_starts=500, meta_exploration_steps=steps // 2, max_option_steps=30,
+                    total_steps=steps)
+    f = dqn.Config(num_envs=8, rollout_len=1, batch_size=32, learning_rate=1e-3, learning_starts=500,
+                   total_steps=steps, exploration_fraction=0.5, epsilon_end=0.1, target_update_period=100,
+                   hidden_sizes=(64, 64))
+    return h, f
+
+
+@pytest.mark.slow
+def test_hdqn_opens_the_door_where_flat_dqn_does_not():
+    env, env_params = envs.make("KeyDoor-v0")
+    h_config, f_config = key_door_configs()
+    iterations = KEY_DOOR_STEPS // 8
+    key = jax.random.PRNGKey(0)
+    h_agent, flat = hdqn.make(env, env_params, h_config), dqn.make(env, env_params, f_config)
+    h_state, h_metrics = jax.jit(lambda k: jax.lax.scan(
+        lambda s, _: h_agent.step(s), h_agent.init(k), length=iterations))(key)
+    f_state, f_metrics = jax.jit(lambda k: jax.lax.scan(
+        lambda s, _: flat.step(s), flat.init(k), length=iterations))(key)
+    # Greedy evaluation, jitted apart from training: a return of 1 is an opened door.
+    h_returns = jax.jit(lambda k: h_agent.evaluate(h_state, k, 200))(jax.random.PRNGKey(1))
+    f_returns = jax.jit(lambda k: flat.evaluate(f_state, k, 200))(jax.random.PRNGKey(1))
+    assert float(h_returns.mean()) > 0.8, float(h_returns.mean())
+    assert float(f_returns.mean()) < 0.2, float(f_returns.mean())
+    # The controller learned every goal; flat DQN's ε-greedy training barely saw the reward.
+    assert float(np.asarray(h_state.goal_stats.success_rate).min()) > 0.5
+    flat_successes = float((np.asarray(f_metrics["episode_return"]) * np.asarray(f_metrics["episodes_completed"])).sum())
+    h_successes = float((np.asarray(h_metrics["episode_return"]) * np.asarray(h_metrics["episodes_completed"])).sum())
+    assert h_successes > 10 * max(flat_successes, 1.0), (h_successes, flat_successes)

@@ -27,13 +27,36 @@ state, so the task is non-Markov for a flat agent: the best policy (right
 until s6, then left) earns 0.208 = ⅕·1 + ⅘·0.01, while flat Q-learning
 settles on going left at once (0.01). Goals: every state, ``s1``..``s6``.
 
-**KeyDoor-v0** is a ``size`` x ``size`` room (default 7) in the spirit of
-Montezuma's Revenge: the agent starts at the middle of the bottom row, the
-key lies in the top-right corner and the door in the top-left one. Stepping
-onto the key picks it up; stepping onto the door while holding the key opens
-it: reward 1 and the episode terminates. Every other step pays 0, walls stop
-movement, and episodes are truncated after 100 steps. Goals are the objects:
-``key`` and ``door`` (reached when the agent stands on them).
+**KeyDoor-v0** is a two-room key-and-door task in the spirit of Montezuma's
+Revenge, built so that ε-greedy exploration of a flat agent almost never sees
+its only reward. With the default ``room_size=6`` the map is::
+
+    ###############
+    #D.....#......#
+    #......#......#
+    #......#......#
+    #......O......#
+    #......#......#
+    #S.....#.....K#
+    ###############
+
+Two ``room_size`` x ``room_size`` rooms joined by a one-cell doorway ``O`` in
+the middle of the wall between them. The agent starts at ``S`` (bottom-left
+of the left room); the door ``D`` is in the same room's top-left corner, the
+key ``K`` in the far (bottom-right) corner of the other room. Stepping onto
+the key picks it up; stepping onto the door while holding it opens the door:
+reward 1 and the episode terminates. Every other step pays 0 (no shaping:
+visiting the door without the key pays nothing), walls stop movement, and
+episodes are truncated after 100 steps. The shortest solution takes 33 steps
+(start → doorway → key → doorway → door); a uniformly random policy opens the
+door in none of 20,000 episodes (with ``room_size=5``, in 1 of 10,000).
+
+Observation: the one-hot of the agent's cell over the whole map
+(``(room_size + 2) x (2 room_size + 3)`` cells, walls included) followed by
+``has_key``. Goals are the objects and the doorway: ``key``, ``door``,
+``doorway`` (indices 0, 1, 2); goal g is reached when the agent stands on its
+cell, whether or not it holds the key, so each option is a walk within one
+room.
 """
 
 from __future__ import annotations
@@ -42,6 +65,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -129,6 +153,26 @@ UP, DOWN, LEFT_MOVE, RIGHT_MOVE = 0, 1, 2, 3
 _MOVES = jnp.array([[-1, 0], [1, 0], [0, -1], [0, 1]], jnp.int32)  # (row, col)
 
 
+def key_door_layout(room_size: int) -> list[str]:
+    """The two-room map as text rows: ``#`` wall, ``S`` start, ``D`` door,
+    ``K`` key, ``O`` the doorway between the rooms, ``.`` floor."""
+    n = room_size
+    middle = 1 + n // 2
+    rows = ["#" * (2 * n + 3)]
+    for r in range(1, n + 1):
+        left = ["."] * n
+        right = ["."] * n
+        if r == 1:
+            left[0] = "D"  # the door: top-left corner of the left room
+        if r == n:
+            left[0] = "S"  # the start: bottom-left corner of the left room
+            right[-1] = "K"  # the key: bottom-right corner of the right room
+        wall = "O" if r == middle else "#"
+        rows.append("#" + "".join(left) + wall + "".join(right) + "#")
+    rows.append("#" * (2 * n + 3))
+    return rows
+
+
 @struct.dataclass
 class KeyDoorState(environment.EnvState):
     row: jax.Array
@@ -143,18 +187,22 @@ class KeyDoorParams(environment.EnvParams):
 
 
 class KeyDoor(environment.Environment[KeyDoorState, KeyDoorParams]):
-    """A room with a key and a door (see the module docstring)."""
+    """Two rooms, a key and a door (see the module docstring)."""
 
-    goal_names = ("key", "door")
+    goal_names = ("key", "door", "doorway")
 
-    def __init__(self, size: int = 7):
-        if not isinstance(size, int) or size < 3:
-            raise ValueError(f"KeyDoor size must be an integer >= 3, got {size!r}")
+    def __init__(self, room_size: int = 6):
+        if not isinstance(room_size, int) or room_size < 2:
+            raise ValueError(f"KeyDoor room_size must be an integer >= 2, got {room_size!r}")
         super().__init__()
-        self.size = size
-        self.start = (size - 1, size // 2)
-        self.key_cell = (0, size - 1)
-        self.door_cell = (0, 0)
+        self.room_size = room_size
+        self.layout = key_door_layout(room_size)
+        self.height, self.width = len(self.layout), len(self.layout[0])
+        find = lambda ch: next((r, row.index(ch)) for r, row in enumerate(self.layout) if ch in row)
+        self.start, self.door_cell, self.key_cell, self.doorway_cell = find("S"), find("D"), find("K"), find("O")
+        self.walls = np.array([[ch == "#" for ch in row] for row in self.layout])
+        # Goal g is reached on cell goal_cells[g]: key, door, doorway.
+        self.goal_cells = np.array([self._cell_index(*c) for c in (self.key_cell, self.door_cell, self.doorway_cell)])
 
     @property
     def default_params(self) -> KeyDoorParams:
@@ -169,16 +217,16 @@ class KeyDoor(environment.Environment[KeyDoorState, KeyDoorParams]):
         return 4
 
     def observation_space(self, params: Any = None) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, (self.size * self.size + 1,), jnp.float32)
+        return spaces.Box(0.0, 1.0, (self.height * self.width + 1,), jnp.float32)
 
     def action_space(self, params: Any = None) -> spaces.Discrete:
         return spaces.Discrete(4)
 
     def _cell_index(self, row, col):
-        return row * self.size + col
+        return row * self.width + col
 
     def get_obs(self, state: KeyDoorState, params: Any = None, key: Any = None) -> jax.Array:
-        cell = jax.nn.one_hot(self._cell_index(state.row, state.col), self.size * self.size, dtype=jnp.float32)
+        cell = jax.nn.one_hot(self._cell_index(state.row, state.col), self.height * self.width, dtype=jnp.float32)
         return jnp.concatenate([cell, state.has_key.astype(jnp.float32)[None]])
 
     def is_terminated(self, state: KeyDoorState, params: Any) -> jax.Array:
@@ -193,8 +241,11 @@ class KeyDoor(environment.Environment[KeyDoorState, KeyDoorParams]):
 
     def step_env(self, key, state, action, params):
         move = _MOVES[action]
-        row = jnp.clip(state.row + move[0], 0, self.size - 1).astype(jnp.int32)
-        col = jnp.clip(state.col + move[1], 0, self.size - 1).astype(jnp.int32)
+        row, col = state.row + move[0], state.col + move[1]
+        # The map is walled all round, so a move never leaves it; walls stop it.
+        blocked = jnp.asarray(self.walls)[row, col]
+        row = jnp.where(blocked, state.row, row).astype(jnp.int32)
+        col = jnp.where(blocked, state.col, col).astype(jnp.int32)
         on_key = (row == self.key_cell[0]) & (col == self.key_cell[1])
         on_door = (row == self.door_cell[0]) & (col == self.door_cell[1])
         opened = on_door & state.has_key
@@ -203,9 +254,8 @@ class KeyDoor(environment.Environment[KeyDoorState, KeyDoorParams]):
         return self.get_obs(state), state, opened.astype(jnp.float32), opened, info
 
     def goal_reached(self, obs: jax.Array, goal: jax.Array) -> jax.Array:
-        """Goal 0 (key) or 1 (door): reached when the agent stands on that object."""
-        cells = jnp.array([self._cell_index(*self.key_cell), self._cell_index(*self.door_cell)])
-        return jnp.take(obs, cells[goal], axis=-1) > 0.5
+        """Goal 0 key, 1 door, 2 doorway: reached when the agent stands on that cell."""
+        return jnp.take(obs, jnp.asarray(self.goal_cells)[goal], axis=-1) > 0.5
 
 
 register("DecisionProcess-v0", DecisionProcess)
