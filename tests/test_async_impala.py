@@ -1,0 +1,359 @@
+"""Asynchronous IMPALA: the Gymnasium host adapter, the parameter store and
+batching, the policy lag the threads produce (0 when synchronous), failures
+in any thread reaching the caller with no thread left behind, Ctrl-C with a
+final checkpoint, a data-parallel learner over two forced CPU devices, the
+CLI, and learning CartPole-v1 with two actor threads (`slow`)."""
+
+from __future__ import annotations
+
+import _thread
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from gymnax.environments import spaces
+
+from jaxrl.agents import impala
+from jaxrl.cli import main
+from jaxrl.distributed import async_impala as ai
+from jaxrl.envs import gymnasium_env
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = impala.Config(num_envs=4, rollout_len=5, hidden_sizes=(16,), anneal_lr=False,
+                      learning_rate=3e-3, entropy_cost=0.0, gamma=0.9)
+
+
+class CountdownEnv:
+    """A host batch env (the GymnasiumBatchEnv interface): observation [1.0],
+    reward 1 on every step, episodes terminate after ``length`` steps, so the
+    value of the observation is Σ_{k<length} γ^k. ``fail_after`` steps raise."""
+
+    created = 0
+
+    def __init__(self, num_envs, seed, length=1, fail_after=None):
+        self.num_envs, self.length, self.fail_after = num_envs, length, fail_after
+        self.t = np.zeros(num_envs, int)
+        self.steps = 0
+        self.failed_at = None
+
+    def observation_space(self, params=None):
+        return spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    def reset(self):
+        return np.ones((self.num_envs, 1), np.float32)
+
+    def step(self, action):
+        self.steps += 1
+        if self.fail_after is not None and self.steps > self.fail_after:
+            self.failed_at = time.monotonic()
+            raise RuntimeError("actor env broke")
+        self.t += 1
+        done = self.t >= self.length
+        self.t[done] = 0
+        obs = np.ones((self.num_envs, 1), np.float32)
+        ep_ret = np.where(done, float(self.length), 0.0).astype(np.float32)
+        return (obs, np.ones(self.num_envs, np.float32), done, np.zeros_like(done), obs, ep_ret,
+                done)
+
+    def close(self):
+        pass
+
+
+def countdown_factory(**kwargs):
+    made = []
+
+    def factory(num_envs, seed):
+        env = CountdownEnv(num_envs, seed, **kwargs)
+        made.append(env)
+        return env
+
+    factory.made = made
+    return factory
+
+
+def run(total_steps=400, async_config=ai.AsyncConfig(num_actors=2, trajectories_per_update=2),
+        factory=None, **kwargs):
+    return ai.train("probe", SMALL, async_config, jax.random.PRNGKey(0), total_steps,
+                    host_env_factory=factory or countdown_factory(), eval_episodes=0, **kwargs)
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def test_gymnasium_adapter_truncates_with_final_observation():
+    env = gymnasium_env.GymnasiumBatchEnv("gymnasium:CartPole-v1", 2, seed=0,
+                                          max_episode_steps=3)
+    assert env.action_space().n == 2 and env.observation_space().shape == (4,)
+    obs = env.reset()
+    for t in range(3):
+        prev = obs
+        obs, reward, term, trunc, final_obs, ep_ret, ep_done = env.step(np.zeros(2, int))
+        assert obs.shape == final_obs.shape == (2, 4) and reward.dtype == np.float32
+    # Step 3 hits the time limit: truncated, not terminated; the final observation
+    # is the true next one (close to the previous), obs is a fresh reset.
+    assert trunc.all() and not term.any() and ep_done.all()
+    np.testing.assert_allclose(ep_ret, [3.0, 3.0])
+    assert np.abs(final_obs - prev).max() < 0.5
+    assert not np.allclose(final_obs, obs)
+    assert np.abs(obs).max() <= 0.05  # CartPole resets uniformly in [-0.05, 0.05]
+    env.close()
+
+
+def test_param_store_versions_and_wait():
+    store = ai.ParamStore("p0", None, 0)
+    stop = threading.Event()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(store.wait_newer(0, stop)))
+    waiter.start()
+    time.sleep(0.1)
+    assert not got  # nothing newer yet
+    store.publish("p1", None, 1)
+    waiter.join(2)
+    assert got == [("p1", 1)] and store.get() == ("p1", 1)
+    stop.set()
+    assert store.wait_newer(5, stop) is None  # a stop ends the wait
+
+
+def test_concatenate_joins_actors_along_batch():
+    def traj(b, fill):
+        tb = np.full((3, b), fill, np.float32)
+        return impala.Trajectory(obs=np.full((3, b, 2), fill), action=tb, behaviour_log_prob=tb,
+                                 reward=tb, terminated=tb, truncated=tb,
+                                 final_obs=np.full((3, b, 2), fill),
+                                 next_obs=np.full((b, 2), fill), episode_return=tb,
+                                 episode_done=tb)
+
+    batch = ai.concatenate([traj(2, 0.0), traj(3, 1.0)])
+    assert batch.obs.shape == (3, 5, 2) and batch.reward.shape == (3, 5)
+    assert batch.next_obs.shape == (5, 2)
+    np.testing.assert_array_equal(batch.reward[:, :2], 0.0)
+    np.testing.assert_array_equal(batch.next_obs[2:], 1.0)
+
+
+@pytest.mark.parametrize(
+    "async_config, message",
+    [
+        (ai.AsyncConfig(num_actors=0), "num_actors=0"),
+        (ai.AsyncConfig(queue_size=0), "queue_size=0"),
+        (ai.AsyncConfig(num_actors=2, trajectories_per_update=3, synchronous=True),
+         "trajectories_per_update=3"),
+    ],
+)
+def test_bad_async_config_is_rejected_before_anything_runs(async_config, message):
+    with pytest.raises(ValueError, match=message):
+        ai.validate(SMALL, async_config, 1000)
+
+
+# ---------------------------------------------------------------- behaviour
+
+
+def test_learner_learns_value_through_the_queue():
+    """One-step episodes of reward 1: the value of the observation is 1."""
+    result = run(total_steps=8000)
+    learner = impala.make_learner(CountdownEnv(1, 0), None, SMALL)
+    value = learner.network.apply(result.params, np.ones((1, 1), np.float32))[1]
+    np.testing.assert_allclose(value, [1.0], atol=0.1)
+    assert result.version == 8000 // (4 * 5 * 2) and result.env_steps == result.version * 40
+    assert sum(result.lag_histogram.values()) == 2 * result.version
+    assert min(result.lag_histogram) >= 0
+    for name in ("actor_env_steps_per_s", "learner_updates_per_s", "learner_samples_per_s",
+                 "queue_depth", "policy_lag"):
+        assert np.all(np.isfinite(result.metrics[name])), name
+
+
+def test_synchronous_baseline_has_no_policy_lag():
+    result = run(total_steps=1200, async_config=ai.AsyncConfig(
+        num_actors=2, trajectories_per_update=2, synchronous=True))
+    assert result.lag_histogram == {0: result.version * 2}
+
+
+def wait_for_thread_count(baseline, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while threading.active_count() > baseline and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return threading.active_count()
+
+
+def test_actor_exception_stops_the_run_and_reaches_the_caller():
+    baseline = threading.active_count()
+    factory = countdown_factory(fail_after=30)
+    with pytest.raises(RuntimeError, match="actor env broke"):
+        run(total_steps=10**9, factory=factory)
+    returned = time.monotonic()
+    failed_at = min(e.failed_at for e in factory.made if e.failed_at is not None)
+    assert returned - failed_at < 5.0
+    assert wait_for_thread_count(baseline) == baseline
+
+
+def test_learner_exception_stops_the_run_and_reaches_the_caller():
+    baseline = threading.active_count()
+
+    class LearnerBroke(Exception):
+        pass
+
+    def on_update(version, metrics):
+        if version == 3:
+            raise LearnerBroke(f"at version {version}")
+
+    started = time.monotonic()
+    with pytest.raises(LearnerBroke, match="at version 3"):
+        run(total_steps=10**9, on_update=on_update)
+    assert time.monotonic() - started < 60
+    assert wait_for_thread_count(baseline) == baseline
+
+
+def test_keyboard_interrupt_writes_a_final_checkpoint_and_joins(tmp_path):
+    from jaxrl.run.checkpoint import latest_iteration
+
+    baseline = threading.active_count()
+
+    def on_update(version, metrics):
+        if version == 5:
+            _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(total_steps=10**9, on_update=on_update, out_dir=out, checkpoint_every_seconds=1e9)
+    assert wait_for_thread_count(baseline) == baseline
+    assert latest_iteration(out / "checkpoints") >= 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["updates"] >= 5
+    assert (out / "config.json").is_file() and (out / "metrics.csv").is_file()
+
+
+def test_data_parallel_learner_on_two_devices(tmp_path):
+    """Actors on device 1, the learner's batch split over devices 0 and 1: the
+    data-parallel update equals the one-device update on the same batch."""
+    script = textwrap.dedent(
+        """
+        import os
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        import jax, numpy as np
+        from jaxrl.agents import impala
+        from jaxrl.distributed import async_impala as ai, make_mesh, replicate
+        from jaxrl.envs import make
+        cfg = impala.Config(num_envs=4, rollout_len=5, hidden_sizes=(16,))
+        devices = jax.devices()
+        assert len(devices) == 2
+        result = ai.train("CartPole-v1", cfg, ai.AsyncConfig(num_actors=2), jax.random.PRNGKey(0),
+                          800, actor_devices=[devices[1]], learner_devices=2, eval_episodes=0)
+        leaf = jax.tree.leaves(result.params)[0]
+        assert len(leaf.sharding.device_set) == 2, leaf.sharding
+        env, env_params = make("CartPole-v1")
+        learner = impala.make_learner(env, env_params, cfg)
+        rng = np.random.default_rng(0)
+        tb = lambda: np.zeros((5, 8), np.float32)
+        obs = rng.normal(size=(5, 8, 4)).astype(np.float32)
+        traj = impala.Trajectory(
+            obs=obs, action=rng.integers(0, 2, (5, 8)),
+            behaviour_log_prob=np.log(rng.uniform(0.3, 0.7, (5, 8))).astype(np.float32),
+            reward=np.ones((5, 8), np.float32), terminated=rng.uniform(size=(5, 8)) < 0.2,
+            truncated=rng.uniform(size=(5, 8)) < 0.1, final_obs=obs + 0.1,
+            next_obs=rng.normal(size=(8, 4)).astype(np.float32), episode_return=tb(),
+            episode_done=tb())
+        params = learner.init_params(jax.random.PRNGKey(2))
+        outs = []
+        for n in (1, 2):
+            mesh = make_mesh(n)
+            hp = replicate(cfg.hparams(), mesh)
+            p = replicate(params, mesh)
+            update = ai.make_update(learner, mesh)
+            outs.append(update(p, replicate(learner.init_opt_state(p, hp), mesh), hp, traj, 0)[0])
+        for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+        print("OK", result.version, result.lag_histogram)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "OK 40" in done.stdout
+
+
+# ---------------------------------------------------------------- CLI
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--actors", "2"], "--actors needs --async"),
+        (["--async", "--actors", "0"], "--actors must be positive"),
+        (["--async", "--seeds", "2"], "--async trains one seed"),
+        (["--async", "--resume"], "--async runs cannot be resumed"),
+    ],
+)
+def test_cli_rejects_bad_async_flags(argv, message, tmp_path, capsys):
+    code = main(["train", "impala", "--env", "CartPole-v1", "--out", str(tmp_path / "r"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_async_only_for_impala(tmp_path, capsys):
+    code = main(["train", "ppo", "--async", "--out", str(tmp_path / "r")])
+    assert code == 2 and "--async" in capsys.readouterr().err
+
+
+def test_cli_async_run_writes_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "impala", "--env", "CartPole-v1", "--async", "--actors", "2",
+                 "--total-steps", "1600", "--set", "num_envs=4", "--set", "rollout_len=10",
+                 "--set", "hidden_sizes=16", "--eval-episodes", "2", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    for name in ("config.json", "metrics.csv", "summary.json", "curve.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_actors"] == 2 and summary["env_steps"] == 1600
+    assert "eval_return_mean" in summary and summary["lag_histogram"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["mode"] == "async" and config["async_config"]["num_actors"] == 2
+    assert (out / "checkpoints").is_dir()
+
+
+# ---------------------------------------------------------------- learning
+
+
+def evaluate_gymnax(result, config, episodes=20):
+    from jaxrl import envs
+
+    env, env_params = envs.make("CartPole-v1")
+    learner = impala.make_learner(env, env_params, config)
+    return ai.evaluate(learner, result.params, "CartPole-v1", {}, env, env_params,
+                       jax.random.PRNGKey(123), episodes)
+
+
+@pytest.mark.slow
+def test_cartpole_solved_with_two_gymnax_actor_threads():
+    """Two actor threads, each trajectory one learner batch (8 envs x 20 steps):
+    the threads leave the actors about 6 updates behind (measured: 500 on
+    seeds 0-3 at 5e5 env steps)."""
+    config = impala.Config(total_steps=500_000)
+    result = ai.train("CartPole-v1", config, ai.AsyncConfig(num_actors=2),
+                      jax.random.PRNGKey(0), config.total_steps, eval_episodes=0)
+    returns = evaluate_gymnax(result, config)
+    assert max(result.lag_histogram) >= 4  # the threads really did produce lag
+    assert np.mean(returns) >= 475, returns
+
+
+@pytest.mark.slow
+def test_cartpole_learns_with_gymnasium_on_the_host():
+    config = impala.Config(total_steps=100_000)
+    result = ai.train("gymnasium:CartPole-v1", config, ai.AsyncConfig(num_actors=2),
+                      jax.random.PRNGKey(0), config.total_steps, eval_episodes=20)
+    # A uniformly random policy averages about 22 on CartPole-v1.
+    assert result.summary["eval_return_mean"] >= 150, result.summary
