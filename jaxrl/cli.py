@@ -1,4 +1,4 @@
-"""``jaxrl train|eval``: parses the command line into configs and calls :mod:`jaxrl.run`.
+"""``jaxrl train|eval|label``: parses the command line into configs and calls :mod:`jaxrl.run`.
 
 Every mistake in the input (unknown algorithm, env or setting, a value of the
 wrong type, an invalid config, an existing run directory) is reported as one
@@ -25,6 +25,7 @@ DEFAULT_SEEDS = 1
 DEFAULT_SEED = 0
 DEFAULT_EVAL_EPISODES = 10
 USAGE_ERROR = 2
+LABEL_TIMEOUT = 3  # a human-labelled run waited label_timeout seconds in vain
 
 
 class UsageError(Exception):
@@ -134,6 +135,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write TensorBoard events (needs tensorboardX)",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scale = train.add_argument_group("scaling out (see README, 'Scaling out')")
+    scale.add_argument(
+        "--devices",
+        type=_count,
+        metavar="N",
+        help="train data-parallel over the first N local devices (num_envs split, "
+        "gradients all-reduced)",
+    )
+    scale.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process job (jax.distributed) and train data-parallel over the devices "
+        "of all processes; settings from the flags below, else JAX_COORDINATOR_ADDRESS / "
+        "JAX_NUM_PROCESSES / JAX_PROCESS_ID, else SLURM and JAX's other cluster detection",
+    )
+    scale.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    scale.add_argument("--num-processes", type=_count, metavar="N", help="processes in the job")
+    scale.add_argument("--process-id", type=_count, metavar="I", help="this process, 0..N-1")
+    scale.add_argument(
+        "--distributed-timeout",
+        type=_count,
+        metavar="SECONDS",
+        help="seconds to wait for the coordinator, and without heartbeats before a process "
+        "counts as dead (default: 300 and 100)",
+    )
+    asynchronous = train.add_argument_group("asynchronous IMPALA (see README, 'IMPALA')")
+    asynchronous.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="impala only: actor threads and a learner thread (env ids gymnasium:<id> step "
+        "Gymnasium on the host); --devices N splits the learner's batch over N devices",
+    )
+    asynchronous.add_argument(
+        "--actors", type=_count, metavar="N", help="actor threads with --async (default 2)"
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser(
@@ -150,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="episodes per seed (default: the run's eval_episodes)",
     )
     evaluate.set_defaults(handler=_eval)
+
+    label = commands.add_parser(
+        "label",
+        help="label a run's preference queries in a local web page",
+        description="Serve a page that shows the pending queries of run DIR "
+        "(rm-ppo --labels human) as two clips side by side and appends the "
+        "answers (left / right / equal / skip) to DIR/labels.jsonl.",
+    )
+    label.add_argument("dir", metavar="DIR", type=Path, help="run directory")
+    label.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    label.add_argument("--port", type=_count, default=8765, help="port (default 8765; 0: any free)")
+    label.add_argument("--labeller", metavar="NAME", help="name stored with each label (default $USER)")
+    label.set_defaults(handler=_label)
     return parser
 
 
@@ -170,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.async_ or args.actors is not None:
+        return _train_async(args)
     from jaxrl import run
     from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
 
@@ -177,24 +229,32 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
     if args.labels is not None:
         args.set = [*args.set, f"labels={args.labels}"]
+    # jax.distributed must start before JAX computes anything (PRNGKey included).
+    mesh = _check_input(_start_scaling_out, args)
     agent, key, train_args, sinks = _check_input(
         _prepare_resume if args.resume else _prepare_new_run, args
     )
+    if mesh is not None:
+        from jaxrl.distributed.data_parallel import data_parallel
+
+        agent = _check_input(lambda _: data_parallel(agent, mesh), args)
     out_dir = args.out
+    labelling, labeller = _human_labelling(agent, out_dir, train_args["seeds"]), None
     print(f"run directory: {out_dir}", file=sys.stderr)
     try:
-        result = run.train(
-            agent,
-            key,
-            train_args.pop("total_steps"),
-            out_dir=out_dir,
-            sinks=sinks,
-            progress=not args.no_progress,
-            checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
-            resume=args.resume,
-            force=args.force,
-            **train_args,
-        )
+        with labelling as labeller:
+            result = run.train(
+                agent,
+                key,
+                train_args.pop("total_steps"),
+                out_dir=out_dir,
+                sinks=sinks,
+                progress=not args.no_progress,
+                checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
+                resume=args.resume,
+                force=args.force,
+                **train_args,
+            )
     except run.RunDirError as e:
         print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
         return USAGE_ERROR
@@ -204,7 +264,71 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception:
+        if labeller is None or labeller.timed_out is None:
+            raise
+        print(f"jaxrl: stopped: {labeller.timed_out}", file=sys.stderr)
+        return LABEL_TIMEOUT
     print(f"run directory: {out_dir}")
+    _print_summary(result.summary)
+    return 0
+
+
+def _train_async(args: argparse.Namespace) -> int:
+    """``jaxrl train impala --async``: threads, see :mod:`jaxrl.distributed.async_impala`."""
+    if not args.async_:
+        raise UsageError("--actors needs --async (actor threads exist only in async IMPALA)")
+    _require_positive(actors=args.actors)
+    unsupported = {"ALGO other than impala": args.algo != "impala",
+                   "--resume": args.resume, "--distributed": args.distributed,
+                   "--labels": args.labels is not None, "--jsonl": args.jsonl,
+                   "--tensorboard": args.tensorboard}
+    for flag, given in unsupported.items():
+        if given:
+            raise UsageError(f"--async runs cannot be resumed" if flag == "--resume"
+                             else f"--async does not support {flag}")
+    if args.seeds not in (None, 1):
+        raise UsageError(f"--async trains one seed (threads, not vmap), got --seeds {args.seeds}")
+
+    def prepare(args):
+        from jaxrl.distributed import async_impala
+        from jaxrl.run import config_io, experiment, rundir
+
+        env_id = _pick(args.env, DEFAULT_ENV)
+        total_steps = _pick(args.total_steps, DEFAULT_TOTAL_STEPS)
+        _require_positive(total_steps=total_steps, devices=args.devices)
+        module = experiment.algorithm_module("impala")
+        overrides = config_io.parse_overrides(module.Config, config_io.parse_assignments(args.set))
+        config = experiment.make_config(
+            module, experiment.with_total_steps(module, overrides, total_steps))
+        actors = _pick(args.actors, 2)
+        async_config = async_impala.AsyncConfig(num_actors=actors)
+        async_impala.validate(config, async_config, total_steps, args.devices)
+        if args.out is None:
+            args.out = _default_out_dir("impala-async", env_id)
+        rundir.check_new_run(args.out, force=args.force)
+        return env_id, total_steps, config, async_config
+
+    env_id, total_steps, config, async_config = _check_input(prepare, args)
+    import jax
+
+    from jaxrl.distributed import async_impala
+    from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
+
+    print(f"run directory: {args.out}", file=sys.stderr)
+    try:
+        result = async_impala.train(
+            env_id, config, async_config, jax.random.PRNGKey(_pick(args.seed, DEFAULT_SEED)),
+            total_steps, env_kwargs=_parse_env_kwargs(args.env_set),
+            learner_devices=args.devices, out_dir=args.out, force=args.force,
+            checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
+            eval_episodes=_pick(args.eval_episodes, DEFAULT_EVAL_EPISODES),
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint is in {args.out}/checkpoints", file=sys.stderr)
+        return 130
+    print(f"run directory: {args.out}")
     _print_summary(result.summary)
     return 0
 
@@ -299,6 +423,44 @@ def _prepare_resume(args: argparse.Namespace):
     return agent, config_io.key_from_json(saved["key"]), train_args, sinks
 
 
+def _start_scaling_out(args: argparse.Namespace):
+    """The mesh of ``--devices``/``--distributed`` (None: one device), after
+    joining the multi-process job where asked."""
+    multi = [args.coordinator, args.num_processes, args.process_id, args.distributed_timeout]
+    if not args.distributed:
+        if any(v is not None for v in multi):
+            raise UsageError(
+                "--coordinator, --num-processes, --process-id and --distributed-timeout "
+                "need --distributed"
+            )
+        if args.devices is None:
+            return None
+        _require_positive(devices=args.devices)
+        from jaxrl.distributed import make_mesh
+
+        return make_mesh(args.devices)
+    if args.devices is not None:
+        raise UsageError(
+            "--devices and --distributed exclude each other: --distributed uses every device "
+            "of every process (limit them with CUDA_VISIBLE_DEVICES or JAX_LOCAL_DEVICE_IDS)"
+        )
+    from jaxrl.distributed import make_mesh, multihost
+
+    timeouts = {}
+    if args.distributed_timeout is not None:
+        _require_positive(distributed_timeout=args.distributed_timeout)
+        timeouts = dict(
+            initialization_timeout=args.distributed_timeout,
+            heartbeat_timeout=args.distributed_timeout,
+        )
+    spec = multihost.resolve(args.coordinator, args.num_processes, args.process_id, **timeouts)
+    try:
+        multihost.initialize(spec)
+    except multihost.DistributedError as e:
+        raise UsageError(str(e)) from e
+    return make_mesh()
+
+
 # ---------------------------------------------------------------- eval
 
 
@@ -324,6 +486,36 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"  mean {result['eval_return_mean']:.6g} +- {result['eval_return_std']:.6g}")
     print(f"wrote {args.dir / 'eval.json'}")
     return 0
+
+
+# ---------------------------------------------------------------- label
+
+
+def _label(args: argparse.Namespace) -> int:
+    from jaxrl.feedback import server
+
+    if not (args.dir / "config.json").is_file():
+        raise UsageError(f"{args.dir} is not a run directory (no config.json)")
+    try:
+        server.serve(args.dir, args.host, args.port, args.labeller)
+    except OSError as e:
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {e}") from e
+    return 0
+
+
+def _human_labelling(agent, out_dir: Path, seeds: int):
+    """For rm-ppo with labels=human: the context that installs a labeller
+    waiting for answers in ``out_dir`` (``None`` as its value otherwise)."""
+    import contextlib
+
+    if getattr(agent.config, "labels", None) != "human":
+        return contextlib.nullcontext()
+    if seeds != 1:
+        raise UsageError(f"--labels human trains one seed (people label one run), got --seeds {seeds}")
+    from jaxrl.agents import reward_model
+    from jaxrl.feedback import HumanLabeller
+
+    return reward_model.use_labeller(HumanLabeller(out_dir, timeout=agent.config.label_timeout))
 
 
 # ---------------------------------------------------------------- helpers
