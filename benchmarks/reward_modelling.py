@@ -160,13 +160,29 @@ def run_task(env_id: str, seeds: int) -> dict:
     }
 
 
-def ratio(rm_return: float, ppo_return: float, env_id: str) -> float:
-    """Share of PPO's return reached, on a scale where a random policy is 0
-    for Pendulum (returns are negative, so a plain ratio would invert)."""
-    if env_id == "Pendulum-v1":
-        floor = -1200.0  # roughly a random policy's return
-        return (rm_return - floor) / (ppo_return - floor)
-    return rm_return / ppo_return
+def random_policy_return(env_id: str, episodes: int = 1000) -> float:
+    """Mean return of uniformly random actions, measured (the zero of the
+    normalised ratio below)."""
+    env, env_params = envs.make(env_id)
+    space = env.action_space(env_params)
+    policy = lambda obs, key: jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
+    returns = jax.jit(lambda k: envs.episode_returns(env, env_params, policy, k, episodes).returns)(
+        jax.random.PRNGKey(123))
+    return float(np.mean(returns))
+
+
+def ratio(rm_return: float, ppo_return: float, random_return: float) -> float:
+    """Share of true-reward PPO's return that rm-ppo reaches.
+
+    With positive returns (CartPole) this is the plain ratio the target names.
+    Pendulum's returns are negative (0 is the best possible), where a plain
+    ratio inverts (90% of PPO's -150 would be -135, better than PPO itself), so
+    there the scale is shifted to put a uniformly random policy (measured) at 0:
+    (rm - random) / (ppo - random), the share of PPO's improvement over random.
+    """
+    if ppo_return > 0 and random_return >= 0:
+        return rm_return / ppo_return
+    return (rm_return - random_return) / (ppo_return - random_return)
 
 
 def main() -> None:
@@ -179,7 +195,9 @@ def main() -> None:
     tasks = []
     for env_id in args.envs:
         task = run_task(env_id, args.seeds)
-        task["ratio_to_ppo"] = ratio(task["rm_ppo_eval_return_mean"], task["ppo_eval_return_mean"], env_id)
+        task["random_policy_return"] = random_policy_return(env_id)
+        task["ratio_to_ppo"] = ratio(task["rm_ppo_eval_return_mean"], task["ppo_eval_return_mean"],
+                                     task["random_policy_return"])
         tasks.append(task)
         print(f"{env_id}: done in {task['rm_ppo_train_seconds'] + task['ppo_train_seconds']:.0f} s", flush=True)
 
