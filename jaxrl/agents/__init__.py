@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "dqn": "jaxrl.agents.dqn",
     "hdqn": "jaxrl.agents.hdqn",
     "rm-ppo": "jaxrl.agents.reward_model",
+    "a2c": "jaxrl.agents.a2c",
 }
 
 

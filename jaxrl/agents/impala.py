@@ -111,23 +111,25 @@ class Config:
 
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
+        # Errors name the module of the config class (impala, or a2c for its subclass).
+        algo = type(self).__module__.rsplit(".", 1)[-1]
+        req = lambda ok, field, value, allowed: require(ok, algo, field, value, allowed)
         for name in ("num_envs", "rollout_len", "total_steps"):
-            _require(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
-        _require(self.policy_lag >= 0, "policy_lag", self.policy_lag, "an integer >= 0")
-        _require(self.correction in CORRECTIONS, "correction", self.correction,
-                 f"one of {CORRECTIONS}")
-        _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+            req(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
+        req(self.policy_lag >= 0, "policy_lag", self.policy_lag, "an integer >= 0")
+        req(self.correction in CORRECTIONS, "correction", self.correction, f"one of {CORRECTIONS}")
+        req(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         for name in ("learning_rate", "max_grad_norm", "rmsprop_eps", "clip_rho_threshold",
                      "clip_c_threshold", "clip_pg_rho_threshold"):
-            _require(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
+            req(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
         for name in ("baseline_cost", "entropy_cost"):
-            _require(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
+            req(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
         for name in ("gamma", "vtrace_lambda"):
-            _require(0 <= getattr(self, name) <= 1, name, getattr(self, name), "a number in [0, 1]")
-        _require(self.torso in TORSOS, "torso", self.torso, f"one of {TORSOS}")
-        _require(self.activation in ACTIVATIONS, "activation", self.activation,
-                 f"one of {tuple(ACTIVATIONS)}")
-        _require(
+            req(0 <= getattr(self, name) <= 1, name, getattr(self, name), "a number in [0, 1]")
+        req(self.torso in TORSOS, "torso", self.torso, f"one of {TORSOS}")
+        req(self.activation in ACTIVATIONS, "activation", self.activation,
+            f"one of {tuple(ACTIVATIONS)}")
+        req(
             len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
             "hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers",
         )
@@ -135,10 +137,6 @@ class Config:
     def hparams(self) -> "HParams":
         """The numeric hyperparameters as float32 arrays (the vmappable part)."""
         return HParams(**{f: jnp.float32(getattr(self, f)) for f in HParams.field_names()})
-
-
-def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
-    require(ok, "impala", field, value, allowed)
 
 
 @struct.dataclass
