@@ -361,6 +361,7 @@ def train(
     eval_episodes: int = 10,
     host_env_factory: Callable[[int, int], Any] | None = None,
     on_update: Callable[[int, dict], None] | None = None,
+    stop_when: Callable[[int, Any], bool] | None = None,
     run_config: dict | None = None,
     progress: bool = False,
 ) -> AsyncResult:
@@ -378,6 +379,11 @@ def train(
         summary.json, curve.png), as ``jaxrl.run.train`` writes; None: none.
       host_env_factory: ``factory(num_envs, seed)`` of a host batch env (the
         :class:`GymnasiumBatchEnv` interface) instead of ``env_id``'s.
+      stop_when: ``stop_when(version, params) -> bool`` called in the learner
+        thread after each update with the parameters just published; True
+        ends the run there (e.g. once an evaluation reaches a target return:
+        "solved within total_steps" rather than "solved at exactly
+        total_steps", which a thread-timed run cannot promise).
       on_update: ``on_update(version, metrics)`` called in the learner thread
         after each update.
 
@@ -476,6 +482,8 @@ def train(
             metrics_out.put(((version + 1) * steps_per_update, stats))
             if on_update is not None:
                 on_update(version + 1, stats)
+            if stop_when is not None and stop_when(version + 1, nonlocal_params):
+                break
         finished.set()
         stop.set()
 
