@@ -36,6 +36,7 @@ def test_sample_segments_cuts_the_slices_their_ids_name():
                          true_reward=jnp.ones((T, B)), done=jnp.zeros((T, B), bool).at[5, :].set(True))
     segs = rm.sample_segments(jax.random.PRNGKey(0), traj, 16, L, id_offset=100)
     assert segs.obs.shape == (16, L, 2) and segs.action.shape == (16, L)
+    assert len(set(np.asarray(segs.ids).tolist())) == 16  # distinct while there is room
     for n, seg_id in enumerate(np.asarray(segs.ids) - 100):
         b, start = divmod(int(seg_id), T)
         np.testing.assert_array_equal(segs.obs[n], obs[start:start + L, b])

@@ -110,12 +110,16 @@ def sample_segments(key: jax.Array, traj: Trajectory, num: int, length: int,
     """``num`` segments of ``length`` steps cut at random places of a
     time-major trajectory. A segment's id is
     ``id_offset + env_index * T + start`` (unique within one rollout; pass
-    ``iteration * T * B`` as ``id_offset`` to make ids unique in a run)."""
+    ``iteration * T * B`` as ``id_offset`` to make ids unique in a run).
+
+    The segments are distinct while the rollout has ``num`` places to cut
+    them, so no query compares a segment with itself and no round asks the
+    same pair twice (a person's label would be spent on a duplicate)."""
     T, B = traj.done.shape[:2]
     chex.assert_axis_dimension_gteq(traj.done, 0, length)
-    k_env, k_start = jax.random.split(key)
-    env = jax.random.randint(k_env, (num,), 0, B)
-    start = jax.random.randint(k_start, (num,), 0, T - length + 1)
+    starts_per_env = T - length + 1
+    place = jax.random.choice(key, B * starts_per_env, (num,), replace=num > B * starts_per_env)
+    env, start = place // starts_per_env, place % starts_per_env
     steps = start[:, None] + jnp.arange(length)[None, :]  # [num, L]
     take = lambda x: x[steps, env[:, None]]
     return Segments(
