@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Creates a separate virtual environment for rejax (the PPO speed baseline).
 #
-#   bash benchmarks/setup_rejax.sh [VENV_DIR]        # default /tmp/rejax-venv
+#   JAX_VERSION=0.9.2 bash benchmarks/setup_rejax.sh [VENV_DIR]   # default /tmp/rejax-venv
 #   python benchmarks/ppo_throughput.py --rejax-python /tmp/rejax-venv/bin/python
 #
 # rejax 0.1.3 unpacks the old 5-tuple gymnax step API
 # (`obs, state, reward, done, info = env.step(...)`), so it needs gymnax < 1.0,
 # while jaxrl needs gymnax >= 1.0: the two cannot share an environment.
-# Set JAX_VERSION (e.g. JAX_VERSION=0.10.2) to pin the same jax/jaxlib as
-# jaxrl's environment, so that both run on the same XLA; by default pip
-# resolves jax freely (on this machine it resolved to jax 0.10.2, the same as
-# jaxrl's).
+# Set JAX_VERSION to jaxrl's jax (JAX_VERSION=0.9.2 for the published numbers)
+# so that both run on the same XLA; without it pip resolves jax freely (here
+# to 0.10.2, whose XLA is not the one jaxrl runs on).
 set -euo pipefail
 
 VENV="${1:-/tmp/rejax-venv}"

@@ -97,6 +97,32 @@ def test_categorical_sample_frequencies_and_entropy_monte_carlo():
     assert mode == 3
 
 
+def test_sampling_from_presampled_noise_has_the_distributions_law():
+    """Rollouts draw their noise ahead of the loop (``noise`` then
+    ``sample_from_noise``); those draws must follow the same law as ``sample``."""
+    logits = np.array([1.0, 0.0, -1.0, 2.0], np.float32)
+    mean = np.array([0.5, -2.0], np.float32)
+    log_std = np.array([0.0, -1.0], np.float32)
+
+    @jax.jit
+    def draw():
+        k_cat, k_gauss = jax.random.split(jax.random.PRNGKey(1))
+        actions = ops.Categorical(logits).sample_from_noise(
+            ops.Categorical.noise(k_cat, (NUM_SAMPLES, 4)))
+        x = ops.DiagGaussian(mean, log_std).sample_from_noise(
+            ops.DiagGaussian.noise(k_gauss, (NUM_SAMPLES, 2)))
+        return actions, x
+
+    actions, x = map(np.asarray, draw())
+    assert actions.shape == (NUM_SAMPLES,) and x.shape == (NUM_SAMPLES, 2)
+    freqs = np.bincount(actions, minlength=4) / NUM_SAMPLES
+    np.testing.assert_allclose(freqs, np.exp(np_log_softmax(logits)),
+                               atol=4 * np.sqrt(0.25 / NUM_SAMPLES))
+    std = np.exp(np.float64(log_std))
+    np.testing.assert_allclose(x.mean(0), mean, atol=5 * std.max() / np.sqrt(NUM_SAMPLES))
+    np.testing.assert_allclose(x.std(0), std, rtol=0.03)
+
+
 def test_categorical_masked_logits_are_finite_with_finite_gradients():
     logits = jnp.array([0.5, -jnp.inf, 1.0, -jnp.inf])
     other = jnp.array([0.0, -jnp.inf, 0.0, 0.0])

@@ -157,6 +157,19 @@ def test_batch_env_keeps_per_env_spaces_and_forwards_attributes():
         envs.BatchEnv(env, 0)
 
 
+def test_batch_env_step_takes_one_key_or_one_key_per_copy():
+    env, params = envs.make("CartPole-v1")
+    batch = envs.BatchEnv(envs.EpisodeStats(env), 3)
+    key = jax.random.PRNGKey(2)
+    _, state = batch.reset(key, params)
+    action = jnp.array([0, 1, 1])
+    from_one_key = batch.step(key, state, action, params)
+    from_keys = batch.step(jax.random.split(key, 3), state, action, params)
+    typed = batch.step(jax.random.wrap_key_data(jax.random.split(key, 3)), state, action, params)
+    for other in (from_keys, typed):
+        jax.tree.map(np.testing.assert_array_equal, from_one_key, other)
+
+
 def test_episode_stats_match_manual_accumulation(cartpole_rollout):
     _, reward, terminated, truncated, info = cartpole_rollout
     done = terminated | truncated

@@ -146,7 +146,9 @@ def _batch_shape(obs: jax.Array, observation_space: Any) -> tuple[int, ...]:
 class BatchEnv(Wrapper):
     """``num_envs`` independent copies of ``env``, vmapped.
 
-    ``reset`` and ``step`` split their key into one key per copy; ``step``
+    ``reset`` and ``step`` split their key into one key per copy (``step`` also
+    takes ``[num_envs]`` keys, one per copy, drawn ahead by a caller that keeps
+    PRNG work out of its loop); ``step``
     takes a batch of actions ``[num_envs, ...]`` and returns batched results
     (``reward``, ``terminated``, ``truncated`` of shape ``[num_envs]``).
     ``observation_space``/``action_space`` stay those of one copy.
@@ -167,11 +169,17 @@ class BatchEnv(Wrapper):
     @partial(jax.jit, static_argnames=("self",))
     def step(self, key: jax.Array, state: Any, action: Any, params: Any = None) -> StepResult:
         params = self._params(params)
-        keys = jax.random.split(key, self.num_envs)
+        keys = key if _is_key_batch(key) else jax.random.split(key, self.num_envs)
         return jax.vmap(self._env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
 
     def __repr__(self) -> str:
         return f"BatchEnv({self._env!r}, num_envs={self.num_envs})"
+
+
+def _is_key_batch(key: jax.Array) -> bool:
+    """True for a batch of keys: typed keys ``[N]`` or raw uint32 keys ``[N, 2]``."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return key.ndim == (1 if typed else 2)
 
 
 # --------------------------------------------------------------------------- #

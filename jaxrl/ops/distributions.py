@@ -161,6 +161,19 @@ class Categorical:
     def sample(self, key: Array) -> Array:
         return categorical_sample(key, self.logits)
 
+    @staticmethod
+    def noise(key: Array, shape: tuple[int, ...]) -> Array:
+        """Standard Gumbel noise of ``shape`` (batch shape + ``[num_actions]``)
+        for :meth:`sample_from_noise`. Drawing a whole rollout's noise in one
+        call keeps PRNG work out of the per-step loop, where it costs far more
+        than the policy on a CPU."""
+        return jax.random.gumbel(key, shape)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """argmax(logits + g) with Gumbel noise ``g``: a draw from softmax(logits)
+        (the Gumbel-max trick, which ``jax.random.categorical`` also uses)."""
+        return jnp.argmax(self.logits + noise, axis=-1)
+
     def log_prob(self, actions: Array) -> Array:
         return categorical_log_prob(self.logits, actions)
 
@@ -191,6 +204,16 @@ class DiagGaussian:
 
     def sample(self, key: Array) -> Array:
         return gaussian_sample(key, self.mean, self.log_std)
+
+    @staticmethod
+    def noise(key: Array, shape: tuple[int, ...]) -> Array:
+        """Standard normal noise of ``shape`` (batch shape + ``[dims]``) for
+        :meth:`sample_from_noise`."""
+        return jax.random.normal(key, shape)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """mean + exp(log_std)·ε with standard normal ``ε``."""
+        return self.mean + jnp.exp(self.log_std) * noise
 
     def log_prob(self, x: Array) -> Array:
         return gaussian_log_prob(self.mean, self.log_std, x)
