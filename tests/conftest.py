@@ -4,9 +4,24 @@ Compile time dominates this suite: jitted functions are shared through
 module-scoped fixtures, and shapes are kept small.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import hypothesis
+
+# Many tests build the same programs again (a fresh agent is a fresh closure,
+# and the CLI, multi-process and notebook tests compile in child processes), so
+# a persistent compilation cache private to this session turns those repeats
+# into cache hits. It starts empty and is deleted at exit, so a run never
+# depends on what an earlier one left on disk. Child processes inherit it
+# through the environment; a cache the caller set up is respected.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _XLA_CACHE = tempfile.mkdtemp(prefix="jaxrl-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
 
 # Hypothesis example counts are kept small because every new shape is a new
 # XLA compilation; the kernels are checked on many values per shape instead.
