@@ -221,7 +221,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "meta": {"jax": jax.__version__, "backend": jax.default_backend(), "machine": platform.platform(),
-                 "cpus": __import__("os").cpu_count(), "args": vars(args)},
+                 "cpus": __import__("os").cpu_count(),
+                 # Paths relative to the repository, so results name no machine's layout.
+                 "args": {**vars(args), "out": _relative_to_repo(out)}},
         "learning": curves,
         "throughput": rows,
         "rejax_td3": rejax,
@@ -232,6 +234,12 @@ def main(argv=None) -> int:
         plot(curves, out / f"{name}.png")
     print(f"\nwrote {out / (name + '.json')}")
     return 0
+
+
+def _relative_to_repo(path: Path) -> str:
+    path = path.resolve()
+    repo = HERE.parent.resolve()
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
 
 
 if __name__ == "__main__":
