@@ -187,8 +187,10 @@ def time_program(fn, arg, repeats: int) -> dict:
     """AOT-compiles ``fn`` for ``arg``, then times ``repeats`` calls."""
     import jax
 
+    from jaxrl.compilation import compiler_options
+
     t0 = time.perf_counter()
-    lowered = jax.jit(fn).lower(arg)
+    lowered = jax.jit(fn, compiler_options=compiler_options("train")).lower(arg)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
@@ -300,30 +302,41 @@ def measure_rollout(env_id, num_envs, num_steps, repeats, rollout_len=128) -> di
 
 
 def compile_probe(env_id: str, num_envs: int, seeds: int) -> dict:
-    """Runs in a fresh process: import, build, lower and compile the whole
-    classic training run once. Prints nothing; returns the timings."""
+    """Runs in a fresh process: import, build, then lower and compile the two
+    programs ``jaxrl.run.train`` compiles for the classic run (the vmapped
+    init and the chunk of training iterations), the same work that its
+    ``compile_seconds`` reports. Prints nothing; returns the timings."""
     t0 = time.perf_counter()
     import jax
+    import jax.numpy as jnp
 
     jax.config.update("jax_enable_compilation_cache", False)
     import jaxrl.agents.ppo  # noqa: F401
+    from jaxrl.run import loop
 
     t1 = time.perf_counter()
     agent = make_agent(env_id, num_envs, CLASSIC["rollout_len"])
-    iterations = iterations_for(CLASSIC["total_steps"], agent.env_steps_per_step)
-    fn = train_program(agent, iterations, seeds)
-    keys = _keys(seeds)
+    plan = loop.plan_chunks(CLASSIC["total_steps"], agent.env_steps_per_step, None)
+    keys = jax.random.split(jax.random.key(0), seeds)
     jax.block_until_ready(keys)
     t2 = time.perf_counter()
-    lowered = jax.jit(fn).lower(keys)
+    init_fn = loop.make_init_fn(agent, seeds)
+    abstract_state = jax.eval_shape(init_fn, keys, None)
+    lowered_chunk = loop.make_chunk_fn(agent, plan.chunk_iterations).lower(
+        abstract_state, jax.ShapeDtypeStruct((), jnp.int32)
+    )
+    lowered_init = init_fn.lower(keys, None)
     t3 = time.perf_counter()
-    lowered.compile()
+    lowered_chunk.compile()
+    lowered_init.compile()
     t4 = time.perf_counter()
     return {
         "env": env_id,
         "num_envs": num_envs,
         "seeds": seeds,
-        "iterations": iterations,
+        "iterations": plan.iterations,
+        "chunk_iterations": plan.chunk_iterations,
+        "programs": "jaxrl.run.train's init + training chunk",
         "import_s": t1 - t0,
         "make_s": t2 - t1,
         "lower_s": t3 - t2,

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from jaxrl import run
+from jaxrl.compilation import compiler_options
 from jaxrl.run import config_io, rundir
 from jaxrl.run.loop import make_init_fn
 from jaxrl.run.sinks import CSVSink, JSONLSink, MetricsChunk
@@ -108,6 +109,14 @@ def test_hyperparameters_per_seed(agent):
     np.testing.assert_array_equal(w[0], w0[0])
     assert not np.allclose(w[1], w0[1])
     assert result.summary["eval_return"] == [] and result.summary["eval_episodes"] == 0
+
+
+def test_compiler_options_refuse_an_unknown_program():
+    with pytest.raises(ValueError, match="program must be one of .*'init'.*'train'.*got 'eval'"):
+        compiler_options("eval")
+    for program in ("train", "init"):
+        options = compiler_options(program)
+        assert options is None or set(options) == {"xla_backend_optimization_level"}
 
 
 def test_plan_chunks():

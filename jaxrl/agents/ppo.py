@@ -290,7 +290,7 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
         def one_step(carry, step_randomness):
             params, env_state, obs = carry
             action_noise, step_keys = step_randomness
-            policy_out, value = network.apply(params, obs)
+            policy_out, _ = network.apply(params, obs)  # the value head is dead code here
             dist = distribution(policy_out)
             action = dist.sample_from_noise(action_noise)
             log_prob = dist.log_prob(action)
@@ -301,7 +301,7 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
                 obs=obs,
                 action=action,
                 log_prob=log_prob,
-                value=value,
+                value=jnp.zeros_like(log_prob),  # filled in after the loop, in one batch
                 reward=reward.astype(jnp.float32),
                 terminated=terminated,
                 truncated=truncated,
@@ -315,6 +315,11 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
         (_, env_state, obs), rollout = jax.lax.scan(
             one_step, (state.params, state.env_state, state.obs), (noise, env_keys)
         )
+        # V(s_t) for the whole rollout in one batched forward pass rather than
+        # T small ones inside the loop (where the value head is now dead code):
+        # the same parameters give the same values, and on a CPU one large dot
+        # beats many tiny ones.
+        rollout = rollout.replace(value=network.apply(state.params, rollout.obs)[1])
         state = state.replace(env_state=env_state, obs=obs, rng=rng)
         return state, rollout
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.agents.base import Agent
+from jaxrl.compilation import compiler_options
 from jaxrl.distributed.mesh import make_mesh, replicate
 from jaxrl.run import rundir
 from jaxrl.run.checkpoint import (
@@ -117,7 +118,9 @@ def make_chunk_fn(agent: Agent, chunk_iterations: int):
 
 @functools.lru_cache(maxsize=16)
 def _chunk_fn(step, chunk_iterations: int):
-    vstep = jax.vmap(step)
+    # Jitted so that its trace is cached: eval_shape below and the cond's
+    # branch then trace the step once between them, not twice.
+    vstep = jax.jit(jax.vmap(step))
 
     def chunk(states, active):
         metric_shapes = jax.eval_shape(vstep, states)[1]
@@ -133,7 +136,7 @@ def _chunk_fn(step, chunk_iterations: int):
         return jax.lax.scan(body, states, jnp.arange(chunk_iterations))
 
     # Donating the states lets XLA update them in place.
-    return jax.jit(chunk, donate_argnums=0)
+    return jax.jit(chunk, donate_argnums=0, compiler_options=compiler_options("train"))
 
 
 def make_init_fn(agent: Agent, seeds: int, hparams: Any = None):
@@ -152,7 +155,7 @@ def _init_fn(init, per_seed_hparams: bool):
             return jax.vmap(init)(keys)
         return jax.vmap(init, in_axes=(0, 0 if per_seed_hparams else None))(keys, hparams)
 
-    return jax.jit(init_all)
+    return jax.jit(init_all, compiler_options=compiler_options("init"))
 
 
 def train(
