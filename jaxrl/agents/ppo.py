@@ -297,11 +297,10 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
             next_obs, env_state, reward, terminated, truncated, info = train_env.step(
                 step_keys, env_state, action, env_params
             )
-            transition = Rollout(
+            transition = dict(
                 obs=obs,
                 action=action,
                 log_prob=log_prob,
-                value=jnp.zeros_like(log_prob),  # filled in after the loop, in one batch
                 reward=reward.astype(jnp.float32),
                 terminated=terminated,
                 truncated=truncated,
@@ -312,14 +311,14 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
             )
             return (params, env_state, next_obs), transition
 
-        (_, env_state, obs), rollout = jax.lax.scan(
+        (_, env_state, obs), steps = jax.lax.scan(
             one_step, (state.params, state.env_state, state.obs), (noise, env_keys)
         )
         # V(s_t) for the whole rollout in one batched forward pass rather than
-        # T small ones inside the loop (where the value head is now dead code):
+        # T small ones inside the loop (where the value head is dead code):
         # the same parameters give the same values, and on a CPU one large dot
         # beats many tiny ones.
-        rollout = rollout.replace(value=network.apply(state.params, rollout.obs)[1])
+        rollout = Rollout(value=network.apply(state.params, steps["obs"])[1], **steps)
         state = state.replace(env_state=env_state, obs=obs, rng=rng)
         return state, rollout
 

@@ -146,9 +146,9 @@ def _batch_shape(obs: jax.Array, observation_space: Any) -> tuple[int, ...]:
 class BatchEnv(Wrapper):
     """``num_envs`` independent copies of ``env``, vmapped.
 
-    ``reset`` and ``step`` split their key into one key per copy (``step`` also
-    takes ``[num_envs]`` keys, one per copy, drawn ahead by a caller that keeps
-    PRNG work out of its loop); ``step``
+    ``reset`` and ``step`` split their key into one key per copy; ``step`` also
+    takes ``[num_envs]`` keys, one per copy, from a caller that draws them
+    ahead to keep PRNG work out of its loop. ``step``
     takes a batch of actions ``[num_envs, ...]`` and returns batched results
     (``reward``, ``terminated``, ``truncated`` of shape ``[num_envs]``).
     ``observation_space``/``action_space`` stay those of one copy.

@@ -219,7 +219,7 @@ def train(
     keys = jax.random.split(key, seeds)
     init_fn = make_init_fn(agent, seeds, hparams)
     abstract_state = jax.eval_shape(init_fn, keys, hparams)
-    compiled = _compile(
+    compiled = compile_run(
         agent, plan, init_fn, (keys, hparams), abstract_state, need_init=start_iteration == 0
     )
 
@@ -301,22 +301,29 @@ def train(
 
 
 @dataclasses.dataclass(frozen=True)
-class _Compiled:
+class CompiledRun:
     chunk: Any
-    init: Any
+    init: Any  # None when the run resumes from a checkpoint
     metric_names: list[str]
+    lower_seconds: float  # tracing and lowering to XLA, part of ``seconds``
     seconds: float
 
 
-def _compile(agent, plan, init_fn, init_args, abstract_state, need_init: bool) -> _Compiled:
-    """Compiles ahead of time, so that compile time is measured apart from training."""
+def compile_run(agent, plan, init_fn, init_args, abstract_state, need_init: bool = True) -> CompiledRun:
+    """Compiles a run's programs ahead of time, so that compile time is
+    measured apart from training: the chunk of ``plan.chunk_iterations``
+    iterations and, with ``need_init``, ``init_fn`` for ``init_args``."""
     started = time.perf_counter()
     lowered = make_chunk_fn(agent, plan.chunk_iterations).lower(
         abstract_state, jax.ShapeDtypeStruct((), jnp.int32)
     )
+    lowered_init = init_fn.lower(*init_args) if need_init else None
+    lowered_at = time.perf_counter()
     chunk = lowered.compile()
-    init = init_fn.lower(*init_args).compile() if need_init else None
-    return _Compiled(chunk, init, list(lowered.out_info[1]), time.perf_counter() - started)
+    init = lowered_init.compile() if need_init else None
+    return CompiledRun(
+        chunk, init, list(lowered.out_info[1]), lowered_at - started, time.perf_counter() - started
+    )
 
 
 def _run_chunks(
