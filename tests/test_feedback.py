@@ -52,13 +52,16 @@ while True:
     # Every line that was completed is a label, in order; nothing else is.
     assert [x.left for x in labels] == list(range(complete))
     assert [x.choice for x in labels[:4]] == ["left", "right", "equal", "skip"]
-    # A torn last line (the kill landed mid-write) is dropped on reopening.
+    # A torn last line (the kill landed mid-write) is skipped; the next label
+    # starts a new line after it, and its bytes stay in the file.
+    torn = b'{"v":1,"left":99999,"right":'
     with open(path, "ab") as f:
-        f.write(b'{"v":1,"left":99999,"right":')
+        f.write(torn)
     resumed = ls.LabelStore(path)
     assert len(resumed) == complete
     resumed.append(-1, -2, "left", "again")
     assert [x.left for x in ls.read_labels(path)][-2:] == [complete - 1, -1]
+    assert path.read_bytes().startswith(data + torn + b"\n")
 
 
 # ---------------------------------------------------------------- queries

@@ -2,17 +2,28 @@
 
 One label is one line, written with a single ``write`` and ``fsync``'d before
 :meth:`LabelStore.append` returns, so a completed label survives a crash or a
-kill. A kill in the middle of a write can leave at most a torn last line
-(no trailing newline, or not valid JSON): :func:`read_labels` skips it, and
-opening the store for appending first truncates it away, so the file never
-holds a corrupt line followed by good ones.
+kill. The store only ever appends: no reader or writer removes or rewrites a
+byte already in the file, so a label once saved is never lost.
+
+Reading is tolerant, so that one bad line costs one label and not the ones
+after it:
+
+- a bad line (not JSON, not UTF-8, a wrong field) is skipped and reported
+  once per process as a :class:`DamagedFileWarning` naming the file and line;
+  every valid line after it is still read;
+- a last line with no trailing newline that does not parse is a torn write
+  (a writer killed mid-line, or one still writing): it is skipped without a
+  report. It is never truncated (it may be another process's label still
+  being written); the next :meth:`LabelStore.append` starts a new line after
+  it, so the torn bytes stay in the file as a (reported) bad line;
+- blank lines are ignored.
 
 A run labelled by people keeps its store at ``<run>/labels.jsonl``
 (:mod:`jaxrl.feedback`); the labelling page or notebook appends, the run reads.
 
 Schema (one JSON object per line, ``SCHEMA_VERSION`` = 1)::
 
-    {"v": 1,                      schema version
+    {"v": 1,                      schema version (optional when reading)
      "left": 1234, "right": 987,  segment ids (see reward_model.sample_segments)
      "choice": "left",            left | right | equal | skip
      "labeller": "oracle",        who answered (a user name, "oracle", ...)
@@ -26,14 +37,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
+import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Hashable, Iterator
 
 SCHEMA_VERSION = 1
 CHOICES = ("left", "right", "equal", "skip")
 _PREFERENCE = {"left": 1.0, "right": 0.0, "equal": 0.5, "skip": None}
+_BOM = b"\xef\xbb\xbf"
+
+
+class DamagedFileWarning(UserWarning):
+    """Part of a file jaxrl reads (a label line, a query round) is unreadable
+    and was skipped; nothing was removed from the file."""
+
+
+_reported: set[Hashable] = set()
+
+
+def warn_once(key: Hashable, message: str) -> None:
+    """Warns ``message`` the first time this process sees ``key``: readers
+    poll the same files many times a second, and one report is enough."""
+    if key not in _reported:
+        _reported.add(key)
+        warnings.warn(message, DamagedFileWarning, stacklevel=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,62 +89,130 @@ def preference_of(label: Label) -> float | None:
     return _PREFERENCE[label.choice]
 
 
-def _parse(line: bytes) -> Label | None:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _field(record: dict, name: str, ok, expected: str):
+    if name not in record:
+        raise ValueError(f"missing field {name!r}")
+    value = record[name]
+    if not ok(value):
+        raise ValueError(f"field {name!r}={value!r} is invalid: expected {expected}")
+    return value
+
+
+def parse_line(line: bytes) -> Label:
+    """The label on one line; ValueError saying what is wrong with it."""
     try:
         record = json.loads(line)
-        return Label(left=int(record["left"]), right=int(record["right"]), choice=record["choice"],
-                     labeller=str(record["labeller"]), time=float(record["time"]))
-    except (ValueError, KeyError, TypeError):
-        return None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    except ValueError as e:
+        raise ValueError(f"not JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"not a JSON object but {type(record).__name__}")
+    if record.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise ValueError(f"schema version v={record['v']!r} is not supported (expected {SCHEMA_VERSION})")
+    number = lambda v: (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+    return Label(left=_field(record, "left", _is_int, "an integer"),
+                 right=_field(record, "right", _is_int, "an integer"),
+                 choice=_field(record, "choice", lambda v: v in CHOICES, f"one of {CHOICES}"),
+                 labeller=_field(record, "labeller", lambda v: isinstance(v, str), "a string"),
+                 time=float(_field(record, "time", number, "a finite number")))
 
 
-def _complete_prefix(data: bytes) -> tuple[list[Label], int]:
-    """The labels of the complete, valid lines and the byte length they span.
-    Reading stops at the first torn line (only the last one can be torn)."""
-    labels, end = [], 0
-    for raw in data.splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
-            break
-        label = _parse(raw)
-        if label is None:
-            break
-        labels.append(label)
-        end += len(raw)
-    return labels, end
+@dataclasses.dataclass(frozen=True)
+class Contents:
+    """What a label file holds: its valid ``labels`` in file order, the
+    ``damaged`` lines skipped as ``(line number, reason)`` (1-based), and
+    whether it ends in a ``torn`` line (an unterminated, unreadable write)."""
+
+    labels: list[Label]
+    damaged: list[tuple[int, str]]
+    torn: bool
+
+
+def _lines(data: bytes) -> list[bytes]:
+    return data.removeprefix(_BOM).split(b"\n")  # a BOM: the file went through an editor
+
+
+def scan(data: bytes) -> Contents:
+    """Parses the bytes of a label file; never raises on bad content."""
+    labels, damaged, torn = [], [], False
+    lines = _lines(data)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            labels.append(parse_line(line))
+        except ValueError as e:
+            if number == len(lines):  # no newline after it: a write cut short
+                torn = True
+            else:
+                damaged.append((number, str(e)))
+    return Contents(labels, damaged, torn)
+
+
+def load(path: str | os.PathLike) -> Contents:
+    """The contents of the label file ``path`` (empty if it does not exist);
+    each damaged line is reported once as a :class:`DamagedFileWarning`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Contents([], [], False)
+    contents = scan(data)
+    lines = _lines(data) if contents.damaged else []
+    for number, reason in contents.damaged:
+        warn_once((str(path.resolve()), number, lines[number - 1]), skipped_line(path, number, reason))
+    return contents
+
+
+def skipped_line(path: str | os.PathLike, number: int, reason: str) -> str:
+    return (f"{path}:{number}: label line skipped ({reason}); it stays in the file, "
+            "and the labels around it are read")
 
 
 def read_labels(path: str | os.PathLike) -> list[Label]:
-    """All complete labels in ``path`` (none if it does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    return _complete_prefix(path.read_bytes())[0]
+    """All valid labels in ``path``, in file order (none if it does not exist)."""
+    return load(path).labels
+
+
+def _ends_mid_line(fd: int) -> bool:
+    if os.fstat(fd).st_size == 0:
+        return False
+    os.lseek(fd, -1, os.SEEK_END)
+    return os.read(fd, 1) != b"\n"
 
 
 class LabelStore:
-    """Append-only label file. ``LabelStore(path)`` reloads what is there
-    (``.labels``), drops a torn last line, and appends after it."""
+    """Append-only label file. ``LabelStore(path)`` reads what is there
+    (``.labels``) without changing the file; :meth:`append` adds a line."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.path.read_bytes() if self.path.exists() else b""
-        self.labels, end = _complete_prefix(data)
-        if end != len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-                f.flush()
-                os.fsync(f.fileno())
+        self.labels = read_labels(self.path)
 
     def append(self, left: int, right: int, choice: str, labeller: str,
                timestamp: float | None = None) -> Label:
-        """Writes one label and returns once it is on disk."""
+        """Writes one label and returns once it is on disk. A label the
+        readers would reject (a NaN time, a labeller that is not a string)
+        is refused with ValueError before anything is written."""
         label = Label(left=int(left), right=int(right), choice=choice, labeller=labeller,
                       time=time.time() if timestamp is None else float(timestamp))
-        line = (label.to_json() + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)  # one write of one line: O_APPEND keeps it whole at the end
+            line = label.to_json().encode()
+            parse_line(line)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{label} cannot be stored: {e}") from None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            # After a torn write, start a new line rather than glue onto it
+            # (which would spoil this label too); the torn bytes stay.
+            start = b"\n" if _ends_mid_line(fd) else b""
+            os.write(fd, start + line + b"\n")  # one write: O_APPEND keeps it whole at the end
             os.fsync(fd)
         finally:
             os.close(fd)

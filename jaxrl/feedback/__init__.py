@@ -14,23 +14,27 @@ labels, the labeller reads queries and appends labels.
 
 from jaxrl.feedback.notebook import NotebookLabeller, notebook_labeller
 from jaxrl.feedback.queries import (
+    DamagedRound,
     HumanLabeller,
     LabelTimeout,
     Query,
     all_queries,
     answers,
+    damage_report,
     labels_path,
     pending_queries,
 )
 from jaxrl.feedback.server import make_server, serve
 
 __all__ = [
+    "DamagedRound",
     "HumanLabeller",
     "LabelTimeout",
     "NotebookLabeller",
     "Query",
     "all_queries",
     "answers",
+    "damage_report",
     "labels_path",
     "make_server",
     "notebook_labeller",

@@ -10,6 +10,7 @@ to the run's label store, as with ``jaxrl label``.
 from __future__ import annotations
 
 import base64
+import html
 import os
 from pathlib import Path
 
@@ -44,10 +45,13 @@ class NotebookLabeller:
 
     def html(self) -> str:
         query = self.current
+        notes = "".join(f'<p style="color:#a00">{html.escape(line)}</p>'
+                        for line in q.damage_report(self.run_dir))
         if query is None:
-            return "<p>No query is waiting.</p>"
+            return notes + "<p>No query is waiting.</p>"
         left = len(q.pending_queries(self.run_dir))
-        return f"<p>{left} pending. Which segment does the task better?</p>" + pair_html(self.env_id, query)
+        return (notes + f"<p>{left} pending. Which segment does the task better?</p>"
+                + pair_html(self.env_id, query))
 
     def answer(self, choice: str) -> label_store.Label | None:
         """Labels the current query (left | right | equal | skip) and shows the

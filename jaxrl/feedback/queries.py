@@ -20,6 +20,8 @@ import dataclasses
 import os
 import sys
 import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -83,10 +85,55 @@ def write_round(run_dir: str | os.PathLike, iteration: int, left, right, which: 
     return path
 
 
+class DamagedRound(ValueError):
+    """A query round file that cannot be read (truncated, or not a round)."""
+
+
+def _check_round(fields: dict[str, np.ndarray]) -> None:
+    """ValueError naming the first array that a round of K queries lacks or
+    has in the wrong shape or type."""
+    iteration = fields.get("iteration")
+    if iteration is None or iteration.shape != () or not np.issubdtype(iteration.dtype, np.integer):
+        raise ValueError("no integer scalar 'iteration'")
+    for name in (f"{side}_{field}" for side in SIDES for field in _FIELDS):
+        if name not in fields:
+            raise ValueError(f"no array {name!r}")
+    K = fields["left_ids"].shape[0] if fields["left_ids"].ndim == 1 else None
+    for side in SIDES:
+        ids, obs, action, mask = (fields[f"{side}_{name}"] for name in _FIELDS)
+        if ids.shape != (K,) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"{side}_ids has shape {ids.shape} and dtype {ids.dtype}: expected "
+                             "integers [K], as many as left_ids")
+        if mask.ndim != 2 or mask.shape[0] != K or not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{side}_mask has shape {mask.shape} and dtype {mask.dtype}: expected "
+                             f"0/1 values [K={K}, L]")
+        for name, array in (("obs", obs), ("action", action)):
+            if array.shape[:2] != mask.shape or not _numeric(array):
+                raise ValueError(f"{side}_{name} has shape {array.shape} and dtype {array.dtype}: "
+                                 f"expected numbers [{K}, {mask.shape[1]}, ...]")
+
+
+def _numeric(array: np.ndarray) -> bool:
+    return np.issubdtype(array.dtype, np.number) or array.dtype == bool
+
+
+def _arrays_of(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"a single {type(data).__name__}, not an .npz archive of arrays")
+    with data:
+        return {name: data[name] for name in data.files}
+
+
 def read_round(path: str | os.PathLike) -> list[Query]:
-    with np.load(path) as data:
-        iteration = int(data["iteration"])
-        fields = {name: data[name] for name in data.files}
+    """The queries of one round file; :class:`DamagedRound` naming the file
+    and the fault if it cannot be read."""
+    try:
+        fields = _arrays_of(path)
+        _check_round(fields)
+    except (OSError, EOFError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as e:
+        raise DamagedRound(f"{path} is damaged: {_one_line(e)}") from None
+    iteration = int(fields["iteration"])
 
     def segment(side, k):
         steps = int(fields[f"{side}_mask"][k].sum())
@@ -97,15 +144,48 @@ def read_round(path: str | os.PathLike) -> list[Query]:
             for k in range(len(fields["left_ids"]))]
 
 
-def all_queries(run_dir: str | os.PathLike) -> list[Query]:
-    """Every query the run has asked, oldest first (a duplicated pair once)."""
-    seen, queries = set(), []
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def scan_rounds(run_dir: str | os.PathLike) -> tuple[list[Query], list[DamagedRound]]:
+    """Every query of the intact rounds, oldest first (a duplicated pair
+    once), and the error of each damaged round, which is skipped."""
+    seen, queries, damaged = set(), [], []
     for path in sorted((Path(run_dir) / QUERIES).glob("round-*.npz")):
-        for query in read_round(path):
+        try:
+            round_queries = read_round(path)
+        except DamagedRound as e:
+            damaged.append(e)
+            continue
+        for query in round_queries:
             if query.key not in seen:
                 seen.add(query.key)
                 queries.append(query)
+    return queries, damaged
+
+
+def all_queries(run_dir: str | os.PathLike) -> list[Query]:
+    """Every query the run has asked, oldest first (a duplicated pair once).
+    A damaged round is skipped and reported once (DamagedFileWarning): one
+    bad file must not hide the queries of the others."""
+    queries, damaged = scan_rounds(run_dir)
+    for error in damaged:
+        label_store.warn_once(("round", str(error)), _skipped_round(error))
     return queries
+
+
+def _skipped_round(error: DamagedRound) -> str:
+    return f"{error}; its queries are skipped, the other rounds are not"
+
+
+def damage_report(run_dir: str | os.PathLike) -> list[str]:
+    """One line for each damaged round and label line of the run that the
+    readers skip (all of it stays on disk), for a labeller to show."""
+    _, damaged = scan_rounds(run_dir)
+    path = labels_path(run_dir)
+    return [_skipped_round(e) for e in damaged] + [
+        label_store.skipped_line(path, number, reason) for number, reason in label_store.load(path).damaged]
 
 
 def answers(run_dir: str | os.PathLike) -> dict[tuple[int, int], label_store.Label]:
