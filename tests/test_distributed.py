@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -308,3 +309,139 @@ def test_survivor_exits_when_the_other_process_dies():
     assert procs[0].returncode != 0
     assert "another task died" in stderr
     assert elapsed < 60, elapsed
+
+
+# ---------------------------------------------------------------- processes that disagree or stop
+
+def _launch_cli(port: int, argvs: list[list[str]]) -> list[subprocess.Popen]:
+    """``jaxrl train ppo --distributed`` as process i with ``argvs[i]`` appended."""
+    return [subprocess.Popen(
+        [sys.executable, "-m", "jaxrl", "train", "ppo", "--distributed", "--coordinator",
+         f"127.0.0.1:{port}", "--num-processes", str(len(argvs)), "--process-id", str(i),
+         "--distributed-timeout", "20", "--eval-episodes", "0", "--no-progress", *TINY_SET, *argv],
+        cwd=REPO, env=_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i, argv in enumerate(argvs)]
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, str, float]]:
+    """(status, stderr, seconds from now to its exit) of each process; kills stragglers."""
+    started, results = time.monotonic(), []
+    try:
+        for p in procs:
+            _, stderr = p.communicate(timeout=max(1.0, timeout - (time.monotonic() - started)))
+            results.append((p.returncode, stderr, time.monotonic() - started))
+    finally:
+        for p in procs:
+            p.kill()
+    return results
+
+
+@pytest.mark.parametrize(
+    "identities, expected",
+    [
+        ([{"out_dir": "/a"}, {"out_dir": "/a"}], []),
+        ([{"out_dir": "/a"}, {"out_dir": "/b"}], ['out_dir: process 0 "/a", process 1 "/b"']),
+        ([{"seeds": 1}, {"seeds": 1}, {"seeds": 2}], ["seeds: process 0 1, process 2 2"]),
+        ([{"out_dir": None}, {"out_dir": "/b"}], ['out_dir: process 0 null, process 1 "/b"']),
+        ([{"resume": True}, {}], ['resume: process 0 true, process 1 "<missing>"']),
+        ([{"agent_config": {"lr": 1, "n": 2}}, {"agent_config": {"lr": 2, "n": 2}}],
+         ["agent_config.lr: process 0 1, process 1 2"]),
+        ([{"hparams": list(range(40))}, {"hparams": list(range(41))}],
+         ["hparams: process 0 <150 chars, sha256 "]),
+        ([{"algorithm": "ppo", "key": {"data": [0, 0]}},
+          {"algorithm": "a2c", "key": {"data": [0, 1]}}],
+         ['algorithm: process 0 "ppo", process 1 "a2c"',
+          "key.data: process 0 [0, 0], process 1 [0, 1]"]),
+    ],
+)
+def test_run_differences_name_each_field_and_process(identities, expected):
+    differences = multihost.describe_differences(identities)
+    assert len(differences) == len(expected)
+    for difference, start in zip(differences, expected):
+        assert difference.startswith(start), (difference, start)
+
+
+def test_processes_given_different_runs_are_refused_on_every_process_before_compiling(tmp_path):
+    # Before the check, these two trained a few chunks, then waited on each other for ever.
+    runs = [tmp_path / "run0", tmp_path / "run1"]
+    procs = _launch_cli(multihost.free_port(), [
+        ["--out", str(runs[0]), "--total-steps", "64", "--seed", "0"],
+        ["--out", str(runs[1]), "--total-steps", "64", "--seed", "1"],
+    ])
+    results = _finish(procs, timeout=100)
+    print("seconds to refusal:", [round(s, 1) for _, _, s in results])
+    for status, stderr, seconds in results:
+        last = stderr.strip().splitlines()[-1]
+        assert status == 2, stderr[-3000:]
+        assert last.startswith("jaxrl: error: the processes of this job were started with "
+                               "different runs:"), last
+        assert f'out_dir: process 0 "{runs[0]}", process 1 "{runs[1]}"' in last
+        assert "key.data: process 0" in last
+        assert seconds < 60
+    assert not any(run.exists() for run in runs)  # refused before anything was written
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_boundary_with_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    # A checkpoint after every chunk makes the run last long enough to be signalled.
+    argv = ["--out", str(run), "--total-steps", str(16 * 400), "--chunk-iterations", "2",
+            "--checkpoint-every", "0"]
+    procs = _launch_cli(multihost.free_port(), [argv, argv])
+    try:
+        deadline = time.monotonic() + 100
+        while not any(p.name.isdigit() for p in (run / "checkpoints").glob("*")):
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.01)
+        procs[1].send_signal(signal.SIGTERM)
+    finally:
+        results = _finish(procs, timeout=60)
+    print("seconds from SIGTERM to exit:", [round(s, 1) for _, _, s in results])
+    saved = sorted(int(p.name) for p in (run / "checkpoints").glob("*") if p.name.isdigit())
+    for status, stderr, seconds in results:
+        last = stderr.strip().splitlines()[-1]
+        assert status == 143, stderr[-3000:]
+        assert last.startswith(f"jaxrl: stopped by SIGTERM on process 1 after iteration "
+                               f"{saved[-1]}, checkpoint saved; continue with: jaxrl train ppo "
+                               f"--out {run} --resume"), last
+        assert seconds < 30
+    assert saved[-1] < 400 and not (run / "summary.json").exists()
+    rows = len((run / "metrics.csv").read_text().splitlines()) - 1
+    assert rows == saved[-1]
+
+
+PEER_WAIT_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from jaxrl.distributed import multihost
+    port, pid = sys.argv[1], int(sys.argv[2])
+    multihost.initialize(multihost.resolve(f"127.0.0.1:{port}", 2, pid,
+                                           initialization_timeout=60, heartbeat_timeout=30))
+    if pid == 1:
+        time.sleep(3)
+        sys.exit(0)  # leaves without ever publishing
+    for timeout in (1, 60):
+        started = time.monotonic()
+        try:
+            multihost.exchange(f"test/{timeout}", "x", timeout=timeout, what="a test value")
+        except multihost.PeerWaitError as e:
+            print(f"{time.monotonic() - started:.1f} {e}", flush=True)
+    """
+)
+
+
+def test_a_wait_on_a_peer_ends_at_its_timeout_or_when_the_peer_exits():
+    port = multihost.free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", PEER_WAIT_SCRIPT, str(port), str(i)],
+                              cwd=REPO, env=_environ(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    stdout, stderr = procs[0].communicate(timeout=60)
+    procs[1].communicate(timeout=30)
+    timed_out, exited = stdout.strip().splitlines()
+    seconds, message = timed_out.split(" ", 1)
+    assert 1 <= float(seconds) < 5
+    assert message == ("process 0 waited 1 s for a test value from process(es) 1 in vain; "
+                       "they are stuck or run something else")
+    seconds, message = exited.split(" ", 1)
+    assert float(seconds) < 10  # not the 60 s timeout: process 1 said it left
+    assert message.startswith("process 0 waited for a test value, but process 1 exited first")
