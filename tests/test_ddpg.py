@@ -256,6 +256,54 @@ def test_d4pg_defaults_follow_the_paper():
     config = d4pg.Config()
     assert (config.num_atoms, config.n_step, config.prioritized) == (51, 5, True)
     assert config.num_envs > 1
+    assert config.v_min is None and config.v_max is None  # derived from the environment
+
+
+PENDULUM_WORST_REWARD = np.pi**2 + 0.1 * 8.0**2 + 0.001 * 2.0**2  # θ = π, |θ̇| = 8, |u| = 2
+
+
+@pytest.mark.parametrize(
+    "env_id, env_kwargs, overrides, expected",
+    [
+        ("Pendulum-v1", {}, {}, (-PENDULUM_WORST_REWARD / 0.01, 0.0)),
+        ("Pendulum-v1", {}, {"gamma": 0.9}, (-PENDULUM_WORST_REWARD / 0.1, 0.0)),
+        ("Pendulum-v1", {"max_speed": 4.0}, {}, (-(np.pi**2 + 1.6 + 0.004) / 0.01, 0.0)),
+        ("MountainCarContinuous-v0", {}, {}, (-0.1 / 0.01, 100.0)),
+        ("MountainCarContinuous-v0", {"max_action": 2.0}, {"gamma": 0.5}, (-0.4 / 0.5, 100.0)),
+        ("Pendulum-v1", {}, {"v_min": -1000.0, "v_max": 0.0}, (-1000.0, 0.0)),  # given: kept
+        ("Pendulum-v1", {}, {"v_min": -500.0}, (-500.0, 0.0)),
+        ("Swimmer-misc", {}, {"v_min": -3.0, "v_max": 7.0}, (-3.0, 7.0)),
+    ],
+)
+def test_d4pg_support_is_derived_from_the_environment(env_id, env_kwargs, overrides, expected):
+    """The default support covers every discounted return the task allows:
+    the paper's [−150, 150] would clip Pendulum's values, which reach −1627."""
+    env, env_params = envs.make(env_id, **env_kwargs)
+    agent = d4pg.make(env, env_params, d4pg.Config(**overrides))
+    np.testing.assert_allclose((agent.config.v_min, agent.config.v_max), expected, rtol=1e-6)
+    atoms = d4pg.support(agent.config)
+    np.testing.assert_allclose((atoms[0], atoms[-1]), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "env_id, wrap, overrides, message",
+    [
+        ("Swimmer-misc", False, {}, r"v_min=None .*'Swimmer-misc'.*set v_min and v_max"),
+        ("Reacher-misc", False, {"v_min": -10.0}, r"v_max=None .*'Reacher-misc'.*set v_min and v_max"),
+        ("PointRobot-misc", False, {"v_max": 10.0}, r"v_min=None .*set v_min and v_max"),
+        ("Probe-ContinuousAction-v0", False, {}, r"v_min=None .*set v_min and v_max"),
+        ("Pendulum-v1", True, {}, r"v_min=None .*unwrapped Pendulum-v1.*set v_min and v_max"),
+        ("Pendulum-v1", False, {"gamma": 1.0}, r"v_min=None .*gamma=1.0.*set v_min and v_max"),
+        ("Pendulum-v1", False, {"v_min": 5.0}, r"v_min=5.0 is invalid: .*below the v_max = 0.0 derived for 'Pendulum-v1'"),
+        ("MountainCarContinuous-v0", False, {"v_max": -20.0}, r"v_max=-20.0 is invalid: .*above the v_min = -10.0"),
+    ],
+)
+def test_d4pg_support_that_cannot_be_derived_names_what_to_set(env_id, wrap, overrides, message):
+    env, env_params = envs.make(env_id)
+    if wrap:  # a wrapper may change the rewards: the table no longer applies
+        env = RewardPlusOne(env)
+    with pytest.raises(ValueError, match=rf"^d4pg\.Config\.{message}"):
+        d4pg.make(env, env_params, d4pg.Config(**overrides))
 
 
 # --------------------------------------------------------------------------- learning
@@ -283,11 +331,11 @@ def test_ddpg_learns_pendulum():
 
 @pytest.mark.slow
 def test_d4pg_learns_pendulum():
-    """D4PG (8 actors, 5-step returns, prioritised replay, 51 atoms on
-    [−1000, 0]) reaches a mean evaluation return (50 episodes) ≥ −200 on Pendulum-v1 in 12k env
-    steps, seeds 0 and 1."""
+    """D4PG (8 actors, 5-step returns, prioritised replay, 51 atoms on the
+    support derived from the env, [−1627, 0]) reaches a mean evaluation return (50 episodes)
+    ≥ −200 on Pendulum-v1 in 12k env steps, seeds 0 and 1."""
     env, env_params = envs.make("Pendulum-v1")
-    config = d4pg.Config(**PENDULUM_SMALL, num_envs=8, updates_per_step=4, v_min=-1000.0, v_max=0.0)
+    config = d4pg.Config(**PENDULUM_SMALL, num_envs=8, updates_per_step=4, total_steps=12_000)
     agent = d4pg.make(env, env_params, config)
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     states, _ = train(agent, 12_000 // 8)(keys, stacked_hparams(agent, 2))

@@ -429,3 +429,16 @@ def test_cartpole_solved_with_lagged_actors():
     evaluate = jax.jit(jax.vmap(lambda s: jnp.mean(agent.evaluate(s, jax.random.PRNGKey(123), 20))))
     returns = np.asarray(evaluate(states))
     assert np.sum(returns >= 475) >= 3, f"evaluation returns per seed {returns}"
+
+
+def test_env_steps_count_past_two_to_the_31():
+    """An int32 counter wraps to a negative count here."""
+    from jaxrl.ops.counters import StepCounter
+
+    agent = probe_agent("Probe-ConstantReward-v0")
+    start = 2**31 - agent.env_steps_per_step // 2
+    state = agent.init(jax.random.PRNGKey(0)).replace(env_steps=StepCounter.of(start))
+    step = jax.jit(agent.step)
+    for _ in range(3):
+        state, _ = step(state)
+    assert int(state.env_steps) == start + 3 * agent.env_steps_per_step

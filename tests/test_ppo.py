@@ -261,3 +261,44 @@ def test_acrobot_solved():
     iterations = ACROBOT.total_steps // (ACROBOT.num_envs * ACROBOT.rollout_len)
     returns, _ = evaluate_after_training("Acrobot-v1", ACROBOT, iterations, seeds=(0, 1))
     assert returns.mean() >= -100, f"evaluation returns per seed {returns}"
+
+
+# ------------------------------------------------- hparams read every step, long runs
+
+KL_CONFIG = dict(num_envs=4, rollout_len=16, num_minibatches=2, learning_rate=1e-3)
+
+
+@pytest.mark.parametrize(
+    "objective, kl_target, beta_after_two_steps",
+    [
+        # kl_fixed: β is hparams.kl_beta, whatever it was at init.
+        ("kl_fixed", 0.01, 0.7),
+        # kl_adaptive: the adaptation (two doublings) scales the new base β.
+        ("kl_adaptive", 1e-12, 0.7 * 4),
+        ("kl_adaptive", 1e3, 0.7 / 4),
+    ],
+)
+def test_a_mid_run_change_of_kl_beta_takes_effect(objective, kl_target, beta_after_two_steps):
+    """Population-based training writes ``state.hparams``: a new ``kl_beta``
+    must reach the penalty at the next step, not be ignored after init."""
+    env, env_params = envs.make("CartPole-v1")
+    agent = ppo.make(env, env_params, ppo.Config(**KL_CONFIG, objective=objective, kl_beta=0.3,
+                                                 kl_target=kl_target))
+    step = jax.jit(agent.step)
+    state, _ = step(agent.init(jax.random.PRNGKey(0)))
+    state = state.replace(hparams=state.hparams.replace(kl_beta=jnp.float32(0.7)))
+    _, metrics = step(state)
+    np.testing.assert_allclose(metrics["kl_beta"], beta_after_two_steps, rtol=1e-6)
+
+
+def test_env_steps_count_past_two_to_the_31():
+    """An int32 counter wraps to a negative count here."""
+    from jaxrl.ops.counters import StepCounter
+
+    agent = probe_agent("Probe-ConstantReward-v0")
+    start = 2**31 - agent.env_steps_per_step // 2
+    state = agent.init(jax.random.PRNGKey(0)).replace(env_steps=StepCounter.of(start))
+    step = jax.jit(agent.step)
+    for _ in range(3):
+        state, _ = step(state)
+    assert int(state.env_steps) == start + 3 * agent.env_steps_per_step

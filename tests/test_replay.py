@@ -189,6 +189,48 @@ def test_prioritized_vmaps_over_seeds_and_alpha():
     assert float(w[1].min()) < 1.0
 
 
+def _filled_buffer(alpha):
+    """6 of 10 slots filled; raw priorities set by add, then by update_priorities."""
+    buf = prioritized.init(_example(), capacity=10, alpha=alpha)
+    buf = prioritized.add(buf, _items(np.arange(6)), priorities=jnp.array([0.5, 1.0, 2.0, 4.0, 0.1, 3.0]))
+    return prioritized.update_priorities(buf, jnp.array([1, 4]), jnp.array([6.0, 0.2]))
+
+
+RAW = np.array([0.5, 6.0, 2.0, 4.0, 0.2, 3.0])
+
+
+@pytest.mark.parametrize("old_alpha, new_alpha", [(0.6, 1.0), (0.0, 0.7), (1.0, 0.0), (0.5, 0.5)])
+def test_prioritized_set_alpha_rebuilds_trees_from_raw_priorities(old_alpha, new_alpha):
+    buf = jax.jit(prioritized.set_alpha)(_filled_buffer(old_alpha), new_alpha)
+    np.testing.assert_allclose(buf.priorities[:6], RAW)
+    assert float(buf.alpha) == pytest.approx(new_alpha)
+    # The same trees as a buffer given new_alpha from the start.
+    fresh = _filled_buffer(new_alpha)
+    np.testing.assert_allclose(buf.sum_tree, fresh.sum_tree, rtol=1e-6)
+    np.testing.assert_array_equal(buf.min_tree, fresh.min_tree)
+    np.testing.assert_allclose(prioritized.leaf_priorities(buf)[:6], RAW**new_alpha, rtol=1e-6)
+    np.testing.assert_array_equal(prioritized.leaf_priorities(buf)[6:], 0.0)  # empty stays empty
+
+
+def test_prioritized_set_alpha_under_vmap_rebuilds_only_the_changed_buffers():
+    bufs = jax.vmap(_filled_buffer)(jnp.array([0.6, 0.6]))
+    out = jax.jit(jax.vmap(prioritized.set_alpha))(bufs, jnp.array([0.6, 1.0]))
+    np.testing.assert_array_equal(out.sum_tree[0], bufs.sum_tree[0])
+    np.testing.assert_allclose(out.sum_tree[1], _filled_buffer(1.0).sum_tree, rtol=1e-6)
+    np.testing.assert_allclose(out.alpha, [0.6, 1.0])
+    # One α for all buffers (unbatched) goes through the same rule.
+    out = jax.jit(jax.vmap(prioritized.set_alpha, in_axes=(0, None)))(bufs, 1.0)
+    np.testing.assert_allclose(out.sum_tree, jnp.stack([_filled_buffer(1.0).sum_tree] * 2), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "initial, progress, expected",
+    [(0.4, 0.0, 0.4), (0.4, 0.5, 0.7), (0.4, 1.0, 1.0), (0.4, 3.0, 1.0), (1.0, 0.3, 1.0), (0.0, 0.25, 0.25)],
+)
+def test_annealed_beta_is_linear_from_its_initial_value_to_one(initial, progress, expected):
+    assert float(prioritized.annealed_beta(initial, progress)) == pytest.approx(expected)
+
+
 # --------------------------------------------------------------------------- n-step
 
 

@@ -39,8 +39,6 @@ class Config(impala.Config):
 
     policy_lag: int = 0
     """Always 0 (A2C is on-policy; lagged actors are ``impala``)."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm bound (A2C's customary 0.5)."""
 
     def validate(self) -> None:
         require(self.policy_lag == 0, "a2c", "policy_lag", self.policy_lag,

@@ -69,8 +69,141 @@ def require(ok: bool, algo: str, field: str, value: Any, allowed: str) -> None:
         raise ValueError(f"{algo}.Config.{field}={value!r} is invalid: expected {allowed}")
 
 
+def algorithm_name(config_cls: type) -> str:
+    """The CLI name of the algorithm whose module defines ``config_cls``
+    (``rm-ppo`` for ``jaxrl.agents.reward_model``); the module's last part otherwise."""
+    from jaxrl.agents import REGISTRY
+
+    module = config_cls.__module__
+    return next((name for name, path in REGISTRY.items() if path == module), module.rsplit(".", 1)[-1])
+
+
+def check_schedule_span(config: Any, total_steps: int) -> None:
+    """ValueError if a run of ``total_steps`` env steps outlasts the schedules of
+    ``config`` (learning-rate annealing, exploration decay, ... span
+    ``Config.total_steps``): past their end the run would go on at rate 0 or
+    at the schedule's final value without a word."""
+    span = getattr(config, "total_steps", None)
+    if not isinstance(span, int):
+        return
+    if span is not None and total_steps > span:
+        algo = algorithm_name(type(config))
+        raise ValueError(
+            f"total_steps={total_steps} exceeds {algo}.Config.total_steps={span}, the span of "
+            f"its schedules (learning-rate annealing, exploration decay); set "
+            f"{algo}.Config.total_steps >= {total_steps} (the CLI sets it from --total-steps)"
+        )
+
+
 def config_requirer(config) -> Callable[[bool, str, str], None]:
     """``require(ok, field, allowed)`` bound to ``config``: the value is read from
     the field, the agent's name from the config's module (``ddpg.Config`` ...)."""
-    algo = type(config).__module__.rsplit(".", 1)[-1]
+    algo = algorithm_name(type(config))
     return lambda ok, field, allowed: require(ok, algo, field, getattr(config, field), allowed)
+
+
+# Sizes and counts become int32 array shapes and loop bounds inside XLA.
+MAX_INT = 2**31 - 1
+# A run's length in env steps is counted past int32 (see ops.counters).
+MAX_TOTAL_STEPS = 2**62
+
+
+class AgentConfig:
+    """Base of every agent's frozen ``Config`` dataclass: checks each field's
+    type and range when the config is constructed, so a wrong type, a
+    non-finite number or an absurd size is refused before anything compiles.
+
+    The checks read the field annotations: ``int`` (not bool, below 2^31),
+    ``float`` (finite), ``bool``, ``str``, ``tuple[int, ...]`` (a list is
+    accepted and stored as a tuple), ``X | None`` and ``Literal[...]``.
+    Learning rates (fields named ``*learning_rate``) must lie in (0, 1]:
+    larger steps only make a network diverge. Each Config's ``validate``
+    adds the constraints particular to its algorithm.
+    """
+
+    def __post_init__(self) -> None:
+        import typing
+
+        algo = algorithm_name(type(self))
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            annotation = hints.get(field.name, Any)
+            limit = MAX_TOTAL_STEPS if field.name == "total_steps" else MAX_INT
+            checked = check_field_value(value, annotation, limit)
+            if checked is _INVALID:
+                require(False, algo, field.name, value, describe_annotation(annotation, limit))
+            if checked is not value:
+                object.__setattr__(self, field.name, checked)
+            if field.name.endswith("learning_rate") and isinstance(checked, float | int):
+                require(0 < checked <= 1, algo, field.name, value, "a number in (0, 1]")
+
+
+_INVALID = object()
+
+
+def check_field_value(value: Any, annotation: Any, limit: int = MAX_INT) -> Any:
+    """``value`` (or its tuple form) if it is a valid ``annotation``, else ``_INVALID``."""
+    import math
+    import types
+    import typing
+
+    import numpy as np
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            checked = check_field_value(value, option, limit)
+            if checked is not _INVALID:
+                return checked
+        return _INVALID
+    if annotation is type(None):
+        return value if value is None else _INVALID
+    if origin is typing.Literal:
+        return value if any(value == a and type(value) is type(a) for a in args) else _INVALID
+    if origin is tuple:
+        if not isinstance(value, tuple | list):
+            return _INVALID
+        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if args and len(item_types) != len(value):
+            return _INVALID
+        items = tuple(check_field_value(v, t) for v, t in zip(value, item_types or [Any] * len(value)))
+        return _INVALID if any(i is _INVALID for i in items) else items
+    if annotation is bool:
+        return value if isinstance(value, bool | np.bool_) else _INVALID
+    if annotation is int:
+        ok = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+        return value if ok and abs(int(value)) <= limit else _INVALID
+    if annotation is float:
+        ok = isinstance(value, float | int | np.floating | np.integer) and not isinstance(
+            value, bool | np.bool_
+        )
+        return value if ok and math.isfinite(value) else _INVALID
+    if annotation is str:
+        return value if isinstance(value, str) else _INVALID
+    return value
+
+
+def describe_annotation(annotation: Any, limit: int = MAX_INT) -> str:
+    """What a field of type ``annotation`` accepts, in words."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_annotation(a, limit) for a in args)
+    if annotation is type(None):
+        return "None"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        inner = {int: "integers", float: "numbers", str: "strings"}.get(args[0] if args else None)
+        return f"a tuple of {inner or 'values'}"
+    return {
+        bool: "a bool",
+        int: f"an integer of magnitude at most {limit}",
+        float: "a finite number",
+        str: "a string",
+    }.get(annotation, getattr(annotation, "__name__", repr(annotation)))

@@ -17,22 +17,26 @@ DDPG (``jaxrl.agents.ddpg``) with the paper's four changes:
 The actor ascends E[Z(s, μ(s))]. Target networks move softly (τ), as in
 DDPG; the paper's Acme implementation copies them every 100 updates instead.
 
-The support must cover the returns: the paper's ±150 suits the control suite
-(rewards in [0, 1]); Pendulum-v1's returns lie in about [−1650, 0], hence
-``v_min=-1000, v_max=0`` in the benchmark (values below −1000 are clipped to
-the first atom, which only the worst swing-ups reach).
+The support must cover the returns, and no one support suits every task: the
+paper's ±150 suits the control suite (rewards in [0, 1]), while Pendulum-v1's
+values lie in [−1627, 0]. So ``v_min``/``v_max`` default to None, meaning
+"derive from the environment" (:func:`return_bounds`: the bounds of the
+discounted return that its reward range and ``gamma`` allow, for the
+environments whose rewards jaxrl knows); for any other environment
+:func:`make` asks for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
 
 from jaxrl import ops
 from jaxrl.agents import ddpg
-from jaxrl.agents.base import Agent, config_requirer
+from jaxrl.agents.base import Agent, config_requirer, require
 from jaxrl.agents.ddpg import HParams, State  # noqa: F401  (public names of this agent too)
 
 ACTION_SPACES = ddpg.ACTION_SPACES
@@ -53,16 +57,81 @@ class Config(ddpg.Config):
     """Proportional prioritised replay."""
     num_atoms: int = 51
     """Atoms of the categorical critic."""
-    v_min: float = -150.0
-    """Smallest atom (the paper's control-suite support is [−150, 150])."""
-    v_max: float = 150.0
-    """Largest atom."""
+    v_min: float | None = None
+    """Smallest atom; None derives it from the environment (:func:`return_bounds`).
+    The paper's control-suite support is [−150, 150]."""
+    v_max: float | None = None
+    """Largest atom; None derives it from the environment."""
 
     def validate(self) -> None:
         super().validate()
         require = config_requirer(self)
         require(isinstance(self.num_atoms, int) and self.num_atoms >= 2, "num_atoms", "an integer >= 2")
-        require(self.v_min < self.v_max, "v_min", f"a number below v_max = {self.v_max}")
+        if self.v_min is not None and self.v_max is not None:
+            require(self.v_min < self.v_max, "v_min", f"a number below v_max = {self.v_max}")
+
+
+def _pendulum_bounds(params, gamma: float) -> tuple[float, float]:
+    # Reward −(θ² + 0.1·θ̇² + 0.001·u²) with |θ| ≤ π, |θ̇| ≤ max_speed, |u| ≤ max_torque.
+    worst = math.pi**2 + 0.1 * params.max_speed**2 + 0.001 * params.max_torque**2
+    return -worst / (1.0 - gamma), 0.0
+
+
+def _mountain_car_bounds(params, gamma: float) -> tuple[float, float]:
+    # Reward −0.1·a² per step, plus 100 once, on the step that reaches the goal and ends the episode.
+    worst = 0.1 * max(params.min_action**2, params.max_action**2)
+    return -worst / (1.0 - gamma), 100.0
+
+
+def _known_return_bounds():
+    from gymnax.environments.classic_control import ContinuousMountainCar, Pendulum
+
+    return {
+        Pendulum: ("Pendulum-v1", _pendulum_bounds),
+        ContinuousMountainCar: ("MountainCarContinuous-v0", _mountain_car_bounds),
+    }
+
+
+def return_bounds(env, env_params, gamma: float) -> tuple[float, float] | None:
+    """``(lowest, highest)`` discounted return from any state of ``env`` at
+    discount ``gamma``, from its per-step reward range (a time limit
+    bootstraps, so the horizon is the discount's, not the episode's); None
+    for an environment whose rewards jaxrl does not know (a wrapped one
+    included: a wrapper may change the rewards) or for ``gamma`` = 1."""
+    known = _known_return_bounds().get(type(env))
+    if known is None or not gamma < 1.0:
+        return None
+    return known[1](env_params, float(gamma))
+
+
+def with_support(config: Config, env, env_params) -> Config:
+    """``config`` with ``v_min``/``v_max`` that are None derived from the
+    environment (:func:`return_bounds`) at ``config.gamma``: the support is
+    static, so a sweep over ``hparams.gamma`` should set them to cover its
+    largest γ. ValueError naming the field to set where they cannot be derived."""
+    if config.v_min is not None and config.v_max is not None:
+        return config
+    bounds = return_bounds(env, env_params, config.gamma)
+    if bounds is None:
+        field = "v_min" if config.v_min is None else "v_max"
+        name = getattr(env, "name", type(env).__name__)
+        known = ", ".join(env_id for env_id, _ in _known_return_bounds().values())
+        require(
+            False, "d4pg", field, None,
+            f"a number: the critic's support is derived only for unwrapped {known} at gamma < 1, "
+            f"not for {name!r} at gamma={config.gamma}; set v_min and v_max to bounds of its "
+            f"discounted return (e.g. --set v_min=-100 --set v_max=100)",
+        )
+    derived = {"v_min": round(bounds[0], 6), "v_max": round(bounds[1], 6)}
+    given = {f: getattr(config, f) for f in derived if getattr(config, f) is not None}
+    config = dataclasses.replace(config, **{**derived, **given})
+    if given and not config.v_min < config.v_max:
+        (field, value), = given.items()
+        other = "v_max" if field == "v_min" else "v_min"
+        side = "below" if field == "v_min" else "above"
+        require(False, "d4pg", field, value,
+                f"a number {side} the {other} = {derived[other]} derived for {getattr(env, 'name', '')!r}")
+    return config
 
 
 def support(config: Config) -> jax.Array:
@@ -91,8 +160,11 @@ def categorical_critic(config: Config) -> ddpg.CriticSpec:
 
 
 def make(env, env_params, config: Config = Config()) -> Agent:
-    """Binds D4PG to an environment with a continuous (Box) action space."""
+    """Binds D4PG to an environment with a continuous (Box) action space.
+    The agent's config has the support filled in (see :func:`with_support`)."""
     config.validate()
+    ddpg.check_continuous("d4pg", env, env_params)
+    config = with_support(config, env, env_params)
     return ddpg.build("d4pg", env, env_params, config, categorical_critic(config))
 
 

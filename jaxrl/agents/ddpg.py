@@ -28,7 +28,15 @@ the critic's input (paper: 400-300, action at the second layer). The final
 layers are initialised in U[−3e-3, 3e-3] as in the paper.
 
 Numeric hyperparameters live in the state (:class:`HParams`), so seeds and
-sweeps vmap together; only shapes and switches are static.
+sweeps vmap together; only shapes and switches are static. Every step reads
+them from there, so a change to ``state.hparams`` between steps (as
+population-based training makes) takes effect at the next update: the
+learning rates, and prioritised replay's α (the priority trees are rebuilt
+when it changes) and initial β.
+
+With prioritised replay, β rises linearly from ``priority_beta`` to 1 over
+``total_steps`` env steps (Schaul et al. 2016, §3.4), unless
+``priority_beta_anneal`` is off.
 
 ``build`` holds the machinery shared with D4PG (``jaxrl.agents.d4pg``), which
 swaps the scalar critic for a categorical one through :class:`CriticSpec`.
@@ -46,15 +54,16 @@ import optax
 from flax import struct
 
 from jaxrl import envs, ops, replay
-from jaxrl.agents.base import Agent, config_requirer
+from jaxrl.agents.base import Agent, AgentConfig, config_requirer
 from jaxrl.networks import ACTIVATIONS
+from jaxrl.ops.counters import StepCounter
 
 ACTION_SPACES = ("continuous",)
 NOISES = ("gaussian", "ou")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(AgentConfig):
     """DDPG settings (see the module docstring for where they depart from the paper)."""
 
     num_envs: int = 1
@@ -67,6 +76,8 @@ class Config:
     """Replay capacity in transitions (36 bytes each on Pendulum-v1)."""
     warmup_steps: int = 10_000
     """Env steps (over all envs) of uniformly random actions before updates start."""
+    total_steps: int = 500_000
+    """Env steps of the run (prioritised replay's β reaches 1 at the end)."""
     actor_learning_rate: float = 1e-3
     """Adam step size of the actor."""
     critic_learning_rate: float = 1e-3
@@ -90,7 +101,9 @@ class Config:
     priority_alpha: float = 0.6
     """Priority exponent α of prioritised replay."""
     priority_beta: float = 0.4
-    """Importance-weight exponent β of prioritised replay."""
+    """Importance-weight exponent β of prioritised replay at the start of the run."""
+    priority_beta_anneal: bool = True
+    """Anneal β linearly from priority_beta to 1 over total_steps (off: β stays constant)."""
     priority_eps: float = 1e-6
     """Added to |TD error| so that no stored item has priority 0."""
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -101,16 +114,17 @@ class Config:
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
         require = config_requirer(self)
-        for name in ("num_envs", "updates_per_step", "batch_size", "buffer_size", "n_step"):
+        for name in ("num_envs", "updates_per_step", "batch_size", "buffer_size", "n_step",
+                     "total_steps"):
             value = getattr(self, name)
             require(isinstance(value, int) and value > 0, name, "a positive integer")
         require(self.warmup_steps >= 0, "warmup_steps", "an integer >= 0")
         require(self.buffer_size >= self.num_envs, "buffer_size", f"at least num_envs = {self.num_envs}")
         for name in ("actor_learning_rate", "critic_learning_rate", "priority_eps"):
             require(getattr(self, name) > 0, name, "a positive number")
-        for name in ("critic_weight_decay", "noise_std", "priority_alpha", "priority_beta"):
+        for name in ("critic_weight_decay", "noise_std", "priority_alpha"):
             require(getattr(self, name) >= 0, name, "a number >= 0")
-        for name in ("gamma", "tau", "ou_theta"):
+        for name in ("gamma", "tau", "ou_theta", "priority_beta"):
             require(0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
         require(self.noise in NOISES, "noise", f"one of {NOISES}")
         require(self.activation in ACTIVATIONS, "activation", f"one of {tuple(ACTIVATIONS)}")
@@ -126,7 +140,9 @@ class Config:
 
 @struct.dataclass
 class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched)."""
+    """Numeric hyperparameters carried in the state (leaves may be batched).
+    Every step reads them from the state: a value changed between steps
+    applies from the next update on."""
 
     actor_learning_rate: jax.Array
     critic_learning_rate: jax.Array
@@ -252,7 +268,7 @@ class State:
     rng: jax.Array
     hparams: HParams
     iteration: jax.Array
-    env_steps: jax.Array
+    env_steps: StepCounter
     updates: jax.Array
 
 
@@ -336,7 +352,7 @@ def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -
             rng=key,
             hparams=hparams,
             iteration=jnp.zeros((), jnp.int32),
-            env_steps=jnp.zeros((), jnp.int32),
+            env_steps=StepCounter.zeros(),
             updates=jnp.zeros((), jnp.int32),
         )
 
@@ -354,7 +370,7 @@ def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -
             perturbation = hp.noise_std * white
         action = jnp.clip(policy(state.actor_params, state.obs) + perturbation, -1.0, 1.0)
         random_action = jax.random.uniform(k_random, (num_envs, action_dim), minval=-1.0, maxval=1.0)
-        warming_up = state.env_steps < config.warmup_steps
+        warming_up = ~state.env_steps.at_least(config.warmup_steps)
         action = jnp.where(warming_up, random_action, action)
         return action.reshape((num_envs,) + action_shape), noise
 
@@ -407,11 +423,13 @@ def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -
         grads, (loss, priority, q) = jax.grad(critic_loss, has_aux=True)(
             state.critic_params, state, batch, weights
         )
-        updates, critic_opt_state = optimizer.update(grads, state.critic_opt_state, state.critic_params)
+        critic_opt_state = ops.with_learning_rate(state.critic_opt_state, hp.critic_learning_rate)
+        updates, critic_opt_state = optimizer.update(grads, critic_opt_state, state.critic_params)
         critic_params = optax.apply_updates(state.critic_params, updates)
 
         a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor_params, critic_params, batch.obs)
-        updates, actor_opt_state = optimizer.update(a_grads, state.actor_opt_state, state.actor_params)
+        actor_opt_state = ops.with_learning_rate(state.actor_opt_state, hp.actor_learning_rate)
+        updates, actor_opt_state = optimizer.update(a_grads, actor_opt_state, state.actor_params)
         actor_params = optax.apply_updates(state.actor_params, updates)
 
         soft = lambda target, online: jax.tree.map(
@@ -429,15 +447,21 @@ def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -
         stats = {"critic_loss": loss, "actor_loss": a_loss, "q_mean": jnp.mean(q)}
         return state, priority, stats
 
+    def priority_beta(state: State) -> jax.Array:
+        if not config.priority_beta_anneal:
+            return state.hparams.priority_beta
+        progress = state.env_steps.fraction_of(config.total_steps)
+        return replay.prioritized.annealed_beta(state.hparams.priority_beta, progress)
+
     def update(state: State, key: jax.Array):
         """One gradient update if warm-up is over and the buffer holds a batch."""
         hp = state.hparams
-        learning = (state.env_steps >= config.warmup_steps) & buffer_lib.can_sample(
+        learning = state.env_steps.at_least(config.warmup_steps) & buffer_lib.can_sample(
             state.buffer, config.batch_size
         )
         if config.prioritized:
             batch, indices, weights = replay.prioritized.sample(
-                state.buffer, key, config.batch_size, hp.priority_beta
+                state.buffer, key, config.batch_size, priority_beta(state)
             )
         else:
             batch = replay.uniform.sample(state.buffer, key, config.batch_size)
@@ -464,8 +488,11 @@ def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -
     def step(state: State) -> tuple[State, dict[str, jax.Array]]:
         rng, k_collect, *k_updates = jax.random.split(state.rng, 2 + config.updates_per_step)
         state, transition, ready, info = collect(state, k_collect)
-        buffer = buffer_lib.add(state.buffer, transition, mask=jnp.broadcast_to(ready, (num_envs,)))
-        state = state.replace(buffer=buffer, env_steps=state.env_steps + num_envs, rng=rng)
+        buffer = state.buffer
+        if config.prioritized:
+            buffer = replay.prioritized.set_alpha(buffer, state.hparams.priority_alpha)
+        buffer = buffer_lib.add(buffer, transition, mask=jnp.broadcast_to(ready, (num_envs,)))
+        state = state.replace(buffer=buffer, env_steps=state.env_steps.add(num_envs), rng=rng)
         state, stats = jax.lax.scan(update, state, jnp.stack(k_updates))
 
         done = info["episode_done"].astype(jnp.float32)
@@ -478,6 +505,8 @@ def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -
             episodes_completed=episodes,
             buffer_size=state.buffer.size,
         )
+        if config.prioritized:
+            metrics["priority_beta"] = priority_beta(state)
         state = state.replace(iteration=state.iteration + 1)
         return state, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
 

@@ -42,15 +42,16 @@ import optax
 from flax import struct
 
 from jaxrl import envs, ops, replay
-from jaxrl.agents.base import Agent, config_requirer
+from jaxrl.agents.base import Agent, AgentConfig, config_requirer
 from jaxrl.networks import ACTIVATIONS
+from jaxrl.ops.counters import StepCounter
 
 ACTION_SPACES = ("discrete",)
 TARGET_UPDATES = ("hard", "soft")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(AgentConfig):
     """DQN settings (CartPole-sized defaults; see the module docstring)."""
 
     num_envs: int = 4
@@ -121,7 +122,9 @@ class Config:
 
 @struct.dataclass
 class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched)."""
+    """Numeric hyperparameters carried in the state (leaves may be batched).
+    Every step reads them from the state: a value changed between steps
+    applies from the next update on."""
 
     learning_rate: jax.Array
     gamma: jax.Array
@@ -181,9 +184,12 @@ def q_learning_targets(
     return jax.lax.stop_gradient(reward + discount * next_value)
 
 
-def linear_epsilon(env_steps: jax.Array, start, end, decay_steps) -> jax.Array:
+def linear_epsilon(env_steps: StepCounter | jax.Array, start, end, decay_steps) -> jax.Array:
     """ε falling linearly from ``start`` to ``end`` over ``decay_steps`` env steps, then ``end``."""
-    progress = jnp.clip(env_steps.astype(jnp.float32) / jnp.maximum(decay_steps, 1.0), 0.0, 1.0)
+    if isinstance(env_steps, StepCounter):
+        progress = env_steps.fraction_of(decay_steps)
+    else:
+        progress = jnp.clip(env_steps.astype(jnp.float32) / jnp.maximum(decay_steps, 1.0), 0.0, 1.0)
     return start + progress * (end - start)
 
 
@@ -237,7 +243,7 @@ class State:
     rng: jax.Array
     hparams: HParams
     iteration: jax.Array
-    env_steps: jax.Array
+    env_steps: StepCounter
     updates: jax.Array
 
 
@@ -280,7 +286,7 @@ def make(env, env_params, config: Config = Config()) -> Agent:
             rng=key,
             hparams=hparams,
             iteration=jnp.zeros((), jnp.int32),
-            env_steps=jnp.zeros((), jnp.int32),
+            env_steps=StepCounter.zeros(),
             updates=jnp.zeros((), jnp.int32),
         )
 
@@ -309,7 +315,7 @@ def make(env, env_params, config: Config = Config()) -> Agent:
             env_state=env_state,
             obs=jnp.asarray(next_obs, jnp.float32),
             rng=rng,
-            env_steps=state.env_steps + num_envs,
+            env_steps=state.env_steps.add(num_envs),
         )
         episode = {"done": info["episode_done"], "return": info["episode_return"], "epsilon": eps}
         return state, episode
@@ -321,7 +327,9 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         )
         grad_norm = ops.global_norm(grads)
         grads = ops.clip_by_global_norm(grads, hp.max_grad_norm)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        # Read every update, so a learning rate changed in the state applies at once.
+        opt_state = ops.with_learning_rate(state.opt_state, hp.learning_rate)
+        updates, opt_state = optimizer.update(grads, opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         n_updates = state.updates + 1
         if config.target_update == "soft":
@@ -336,7 +344,7 @@ def make(env, env_params, config: Config = Config()) -> Agent:
         return state, {**stats, "grad_norm": grad_norm}
 
     def update(state: State, key: jax.Array):
-        learning = (state.env_steps >= config.learning_starts) & replay.uniform.can_sample(
+        learning = state.env_steps.at_least(config.learning_starts) & replay.uniform.can_sample(
             state.buffer, config.batch_size
         )
         batch = replay.uniform.sample(state.buffer, key, config.batch_size)

@@ -49,7 +49,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, ops, replay
-from jaxrl.agents.base import Agent, config_requirer
+from jaxrl.agents.base import Agent, AgentConfig, config_requirer
 from jaxrl.agents.dqn import (
     TARGET_UPDATES,
     QNetwork,
@@ -60,6 +60,7 @@ from jaxrl.agents.dqn import (
     soft_update,
 )
 from jaxrl.networks import ACTIVATIONS
+from jaxrl.ops.counters import StepCounter
 
 ACTION_SPACES = ("discrete",)
 
@@ -88,7 +89,7 @@ def goal_spec(env) -> GoalSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(AgentConfig):
     """h-DQN settings. ε schedules follow the paper (1 → 0.1 over 5·10⁴ steps,
     Adam instead of RMSProp at the paper's 2.5e-4 is too slow for these small
     tasks, so 1e-3)."""
@@ -171,7 +172,9 @@ class Config:
 
 @struct.dataclass
 class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched)."""
+    """Numeric hyperparameters carried in the state (leaves may be batched).
+    Every step reads them from the state: a value changed between steps
+    applies from the next update on."""
 
     learning_rate: jax.Array
     meta_gamma: jax.Array
@@ -236,7 +239,7 @@ class State:
     rng: jax.Array
     hparams: HParams
     iteration: jax.Array
-    env_steps: jax.Array
+    env_steps: StepCounter
 
 
 def controller_input(obs: jax.Array, goal: jax.Array, num_goals: int) -> jax.Array:
@@ -318,7 +321,7 @@ def make(env, env_params, config: Config = Config(), goals: GoalSpec | None = No
             rng=key,
             hparams=hparams,
             iteration=jnp.zeros((), jnp.int32),
-            env_steps=jnp.zeros((), jnp.int32),
+            env_steps=StepCounter.zeros(),
         )
 
     def meta_epsilon(state: State) -> jax.Array:
@@ -391,7 +394,7 @@ def make(env, env_params, config: Config = Config(), goals: GoalSpec | None = No
             env_state=env_state,
             obs=next_obs,
             rng=rng,
-            env_steps=state.env_steps + num_envs,
+            env_steps=state.env_steps.add(num_envs),
         )
         record = {
             "done": info["episode_done"],
@@ -408,7 +411,9 @@ def make(env, env_params, config: Config = Config(), goals: GoalSpec | None = No
             learner.params, learner.target_params, apply_fn, batch, hp, config.double_dqn
         )
         grads = ops.clip_by_global_norm(grads, hp.max_grad_norm)
-        updates, opt_state = optimizer.update(grads, learner.opt_state, learner.params)
+        # Read every update, so a learning rate changed in the state applies at once.
+        opt_state = ops.with_learning_rate(learner.opt_state, hp.learning_rate)
+        updates, opt_state = optimizer.update(grads, opt_state, learner.params)
         params = optax.apply_updates(learner.params, updates)
         n_updates = learner.updates + 1
         if config.target_update == "soft":
@@ -419,7 +424,7 @@ def make(env, env_params, config: Config = Config(), goals: GoalSpec | None = No
         return Learner(params=params, target_params=target_params, opt_state=opt_state, updates=n_updates), stats
 
     def maybe_learn(learner: Learner, buffer, key, apply_fn, state: State):
-        ready = (state.env_steps >= config.learning_starts) & replay.uniform.can_sample(buffer, config.batch_size)
+        ready = state.env_steps.at_least(config.learning_starts) & replay.uniform.can_sample(buffer, config.batch_size)
         batch = replay.uniform.sample(buffer, key, config.batch_size)
         skip = lambda learner, batch: (learner, {"loss": jnp.float32(0), "q_mean": jnp.float32(0)})
         return jax.lax.cond(ready, lambda l, b: learn(l, b, apply_fn, state.hparams), skip, learner, batch)

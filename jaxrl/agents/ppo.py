@@ -14,9 +14,11 @@ Time limits are not terminal states: on truncation the advantage bootstraps
 from the value of ``info["final_observation"]``; on termination it does not.
 
 Numeric hyperparameters (learning rate, γ, λ, ε, coefficients, KL target,
-initial β, gradient-norm bound) live in the state as :class:`HParams` arrays,
+base β, gradient-norm bound) live in the state as :class:`HParams` arrays,
 so seeds and hyperparameter sweeps vmap together without recompiling; only
-shapes (``num_envs``, ``rollout_len``, layer sizes, ...) are static.
+shapes (``num_envs``, ``rollout_len``, layer sizes, ...) are static. Every
+step reads them, so changing ``state.hparams`` mid-run (population-based
+training) takes effect at the next step.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import envs, ops
-from jaxrl.agents.base import Agent, require
+from jaxrl.agents.base import Agent, AgentConfig, require
 from jaxrl.networks import ACTIVATIONS, ActorCritic
+from jaxrl.ops.counters import StepCounter
 
 ACTION_SPACES = ("discrete", "continuous")
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed")
@@ -40,7 +43,7 @@ TORSOS = ("auto", "mlp", "minatar_cnn")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(AgentConfig):
     """PPO settings. Defaults are the classic CartPole configuration
     (4 envs x 128 steps, 4 epochs, 4 minibatches, Adam 2.5e-4 annealed,
     ε = 0.2, λ = 0.95), which the paper's Atari settings scale down to."""
@@ -76,7 +79,8 @@ class Config:
     kl_target: float = 0.01
     """d_targ of the adaptive KL penalty."""
     kl_beta: float = 1.0
-    """Initial (kl_adaptive) or constant (kl_fixed) KL coefficient β."""
+    """KL coefficient β: constant (kl_fixed), or the base that kl_adaptive
+    doubles and halves (β = kl_beta · 2^k); read every step, like every HParams field."""
     normalize_advantages: bool = True
     """Normalise advantages per minibatch to zero mean and unit std."""
     clip_value_loss: bool = False
@@ -158,10 +162,15 @@ class State:
     obs: jax.Array
     rng: jax.Array
     hparams: HParams
-    kl_beta: jax.Array
-    """Current β of the KL penalty (adapted after each update for kl_adaptive)."""
+    kl_beta_exponent: jax.Array
+    """k of the current KL coefficient β = hparams.kl_beta · 2^k. The paper's
+    rule only ever doubles or halves β, so kl_adaptive adapts k (state) while
+    the base β stays a hyperparameter read every step: a population-based
+    change of ``hparams.kl_beta`` takes effect at once (scaled by the
+    adaptation so far). kl_fixed keeps k = 0, so β is ``hparams.kl_beta``."""
     iteration: jax.Array
-    env_steps: jax.Array
+    env_steps: StepCounter
+    """Environment steps taken, exact past 2^31 (``int(state.env_steps)``)."""
 
 
 class PolicyLossInputs(struct.PyTreeNode):
@@ -274,9 +283,9 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
             obs=obs,
             rng=key,
             hparams=hparams,
-            kl_beta=jnp.asarray(hparams.kl_beta, jnp.float32),
+            kl_beta_exponent=jnp.zeros((), jnp.float32),
             iteration=jnp.zeros((), jnp.int32),
-            env_steps=jnp.zeros((), jnp.int32),
+            env_steps=StepCounter.zeros(),
         )
 
     def collect(state: State) -> tuple[State, Rollout]:
@@ -413,19 +422,21 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
             learning_rate = learning_rate * jnp.maximum(1.0 - progress, 0.0)
         opt_state = ops.with_learning_rate(state.opt_state, learning_rate)
 
+        kl_beta = current_kl_beta(hp, state.kl_beta_exponent)
         rng, *epoch_keys = jax.random.split(state.rng, config.num_epochs + 1)
         (params, opt_state, _, _, _), stats = jax.lax.scan(
             update_epoch,
-            (state.params, opt_state, hp, state.kl_beta, data),
+            (state.params, opt_state, hp, kl_beta, data),
             jnp.stack(epoch_keys),
         )
 
-        kl_beta = state.kl_beta
+        kl_beta_exponent = state.kl_beta_exponent
         if config.objective == "kl_adaptive":
             # d = E[KL[π_old, π_new]] over the whole batch, after the update.
             new_out = network.apply(params, data["obs"])[0]
             d = distribution(data["dist_params"]).kl(distribution(new_out)).mean()
-            kl_beta = ops.adaptive_kl_beta(kl_beta, d, hp.kl_target)
+            kl_beta_exponent += jnp.log2(ops.adaptive_kl_beta(1.0, d, hp.kl_target))
+        next_kl_beta = current_kl_beta(hp, kl_beta_exponent)
 
         done = rollout.episode_done.astype(jnp.float32)
         episodes = done.sum()
@@ -435,7 +446,7 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
                 episodes > 0, (rollout.episode_return * done).sum() / jnp.maximum(episodes, 1.0), 0.0
             ),
             episodes_completed=episodes,
-            kl_beta=kl_beta,
+            kl_beta=next_kl_beta,
             learning_rate=learning_rate,
             explained_variance=_explained_variance(rollout.value, returns),
         )
@@ -443,9 +454,9 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
             params=params,
             opt_state=opt_state,
             rng=rng,
-            kl_beta=kl_beta,
+            kl_beta_exponent=kl_beta_exponent,
             iteration=state.iteration + 1,
-            env_steps=state.env_steps + batch_size,
+            env_steps=state.env_steps.add(batch_size),
         )
         return state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
 
@@ -480,6 +491,11 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
         env_steps_per_step=batch_size,
     )
 
+
+
+def current_kl_beta(hparams: HParams, exponent: jax.Array) -> jax.Array:
+    """β = hparams.kl_beta · 2^exponent (see ``State.kl_beta_exponent``)."""
+    return hparams.kl_beta * jnp.exp2(exponent)
 
 
 def _split_over_data_axis(tree, batch_axis: int):

@@ -10,6 +10,9 @@ seconds (value targets, discounting, bootstrapping, action selection).
 | Probe-ContinuousAction-v0       | [0.]                | Box[-1,1](1) | −(a − 0.5)²          | 1 step, terminated           | a* = 0.5; V* = 0                   |
 | Probe-Truncation-v0             | [0.]                | Discrete(1)  | 1                    | never terminates; truncated  | V([0]) = 1/(1−γ) with bootstrapping|
 |                                 |                     |              |                      | after max_steps_in_episode=5 | on truncation                      |
+| Probe-TerminalTimeLimit-v0      | [0.] then [1.]      | Discrete(1)  | 0 then 1             | 2 steps, terminated *and*    | V([1]) = 1, V([0]) = γ             |
+|                                 |                     |              |                      | truncated (limit 2)          |                                    |
+| Probe-TerminalTimeLimitBox-v0   | as above            | Box[-1,1](1) | as above             | as above                     | as above (for continuous agents)   |
 
 Terminal observations (``info["final_observation"]`` on the last step) repeat
 an observation the agent acts on ([0.] for the one-step probes, the episode's
@@ -23,6 +26,12 @@ learns something between 1 and (1−γ⁵)/(1−γ) instead.
 
 The non-truncation probes set ``max_steps_in_episode`` to 10, a limit their
 episodes never reach, so ``truncated`` is always False for them.
+
+Probe-TerminalTimeLimit-v0 terminates exactly at its time limit, so gymnax
+sets ``terminated`` and ``truncated`` together on the last step (as on every
+DeepSea-bsuite episode). The terminal observation is [0.], the start state: an
+agent that bootstraps on ``truncated`` without checking ``terminated`` learns
+V([0]) = γ / (1 − γ²) (about 50 for γ = 0.99) instead of γ.
 """
 
 from __future__ import annotations
@@ -198,6 +207,48 @@ class Truncation(_Probe):
         return self._transition(state, state.obs, 1.0, False)
 
 
+@struct.dataclass
+class TerminalTimeLimitParams(environment.EnvParams):
+    max_steps_in_episode: int = 2
+
+
+class TerminalTimeLimit(_Probe):
+    """Obs [0.] then [1.]; reward 0 then 1; terminated on the second step,
+    which is also the time limit (``max_steps_in_episode`` = 2), so the last
+    step is both terminated and truncated.
+
+    Known answer: V([1]) = 1, V([0]) = γ (no bootstrap at the end). The
+    terminal observation is [0.]: bootstrapping there would feed V([0])
+    back into itself and give γ / (1 − γ²).
+    """
+
+    env_id = "Probe-TerminalTimeLimit-v0"
+
+    @property
+    def default_params(self) -> TerminalTimeLimitParams:
+        return TerminalTimeLimitParams()
+
+    def step_env(self, key, state, action, params):
+        first_step = state.time == 0
+        reward = jnp.where(first_step, 0.0, 1.0)
+        next_obs = jnp.where(first_step, 1.0, 0.0) * jnp.ones((1,), jnp.float32)
+        return self._transition(state, next_obs, reward, ~first_step)
+
+
+class TerminalTimeLimitBox(TerminalTimeLimit):
+    """:class:`TerminalTimeLimit` with a Box[-1, 1] action of shape (1,) that
+    the dynamics ignore, for continuous-action agents."""
+
+    env_id = "Probe-TerminalTimeLimitBox-v0"
+
+    @property
+    def num_actions(self) -> int:
+        return 1
+
+    def action_space(self, params: Any = None) -> spaces.Box:
+        return spaces.Box(-1.0, 1.0, (1,), jnp.float32)
+
+
 PROBES: dict[str, type[_Probe]] = {
     cls.env_id: cls
     for cls in (
@@ -207,6 +258,8 @@ PROBES: dict[str, type[_Probe]] = {
         ActionDependentReward,
         ContinuousAction,
         Truncation,
+        TerminalTimeLimit,
+        TerminalTimeLimitBox,
     )
 }
 

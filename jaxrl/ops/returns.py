@@ -19,17 +19,22 @@ Truncation (time limits). gymnax 1.0 auto-resets, so at a truncated step
 V(final_observation). The kernels only see discounts, so the caller either
 uses ``gae(..., next_values=..., episode_ends=...)``, or, for any kernel here,
 folds the bootstrap into the reward and cuts the trace:
-``rewards[t] += γ·V(final_obs_t)`` and ``discounts[t] = 0`` on truncated
-steps. Both give the same targets. A terminated step is never bootstrapped.
+``rewards[t] += γ·V(final_obs_t)`` on steps that are truncated *and not
+terminated*, and ``discounts[t] = 0`` on every truncated or terminated step.
+Both give the same targets. A terminated step is never bootstrapped, even when
+``truncated`` is also set: gymnax sets both flags when an episode terminates
+at its last allowed step (e.g. every DeepSea episode), so bootstrapping on
+``truncated`` alone adds γ·V of a terminal state to the return.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Numeric = chex.Numeric
@@ -51,8 +56,22 @@ class VTraceOutput(NamedTuple):
 def _check_time_major(*arrays: Array) -> None:
     if arrays[0].ndim < 1:
         raise ValueError(f"expected time-major arrays [T, *batch], got shape {arrays[0].shape}")
+    if arrays[0].shape[0] == 0:
+        raise ValueError(f"expected at least one time step (T >= 1), got shape {arrays[0].shape}")
     chex.assert_equal_shape(arrays)
     chex.assert_type(arrays, float)
+
+
+def check_in_range(name: str, value: Any, low: float, high: float = float("inf")) -> None:
+    """ValueError unless every element of ``value`` lies in [low, high]. Traced
+    values cannot be read while tracing and are left to the caller."""
+    if value is None or isinstance(value, jax.core.Tracer):
+        return
+    array = np.asarray(value, dtype=np.float64)
+    if not np.all((array >= low) & (array <= high)):
+        bad = float(array[~((array >= low) & (array <= high))].flat[0])
+        allowed = f"in [{low:g}, {high:g}]" if high < float("inf") else f">= {low:g}"
+        raise ValueError(f"{name}={bad!r} is invalid: expected a number {allowed}")
 
 
 def _check_bootstrap(bootstrap_value: Array, values: Array) -> None:
@@ -150,6 +169,7 @@ def gae(
     Returns:
       ``(advantages, returns)``, each ``[T, *batch]``, both stop-gradient'ed.
     """
+    check_in_range("lambda_", lambda_, 0.0, 1.0)
     rewards, values, discounts = map(jnp.asarray, (rewards, values, discounts))
     _check_time_major(rewards, values, discounts)
     if next_values is None:
@@ -203,6 +223,7 @@ def td_lambda(
     bootstrap_value = jnp.asarray(bootstrap_value)
     _check_time_major(rewards, values, discounts)
     _check_bootstrap(bootstrap_value, values)
+    check_in_range("lambda_", lambda_, 0.0, 1.0)
     lambda_ = _as_coefficient(lambda_, values)
     next_values = _next_values(values, bootstrap_value)
     xs = rewards + discounts * (1 - lambda_) * next_values
@@ -294,6 +315,13 @@ def vtrace(
       ``VTraceOutput(vs, pg_advantages)``, both ``[T, *batch]`` and
       stop-gradient'ed.
     """
+    check_in_range("lambda_", lambda_, 0.0, 1.0)
+    for name, threshold in (
+        ("clip_rho_threshold", clip_rho_threshold),
+        ("clip_c_threshold", clip_c_threshold),
+        ("clip_pg_rho_threshold", clip_pg_rho_threshold),
+    ):
+        check_in_range(name, threshold, 0.0)
     log_rhos, discounts, rewards, values = map(
         jnp.asarray, (log_rhos, discounts, rewards, values)
     )

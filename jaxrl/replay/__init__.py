@@ -18,7 +18,9 @@ one, so a buffer sits in an agent's state and is carried through
     ``add(state, batch, priorities=None, mask=None)`` (new items get the
     largest priority seen); ``sample(state, key, batch_size, beta) ->
     (batch, indices, importance_weights)``;
-    ``update_priorities(state, indices, priorities)``; ``can_sample``.
+    ``update_priorities(state, indices, priorities)``; ``can_sample``;
+    ``set_alpha(state, alpha)`` (rebuilds the trees for a new α) and
+    ``annealed_beta(beta, progress)`` (β rising linearly to 1 over a run).
 
 ``jaxrl.replay.nstep``
     ``Transition(obs, action, reward, discount, next_obs)`` and

@@ -16,6 +16,12 @@ buffer (it belongs to the item of smallest priority), so weights lie in
     buffer = prioritized.add(buffer, batch)            # new items: max priority seen
     batch, indices, weights = prioritized.sample(buffer, key, 256, beta=0.4)
     buffer = prioritized.update_priorities(buffer, indices, jnp.abs(td_errors))
+    buffer = prioritized.set_alpha(buffer, 0.7)        # a new α: the trees are rebuilt
+
+The exponents can change during a run (population-based training edits an
+agent's hyperparameters between steps): the raw priorities ``p`` are kept
+beside the trees, :func:`set_alpha` rebuilds the trees from them, and
+:func:`annealed_beta` gives the paper's β schedule, rising linearly to 1.
 
 Layout. Two complete binary trees over ``L = 2^⌈log2 capacity⌉`` leaves are
 stored as flat arrays of length ``2L`` (node 1 is the root, node ``n`` has
@@ -63,7 +69,9 @@ class PrioritizedState:
       sum_tree: float32 ``[2L]``; node 0 is unused.
       min_tree: float32 ``[2L]``; +inf where no item is stored.
       max_priority: the largest raw priority ``p`` ever given (new items get it).
-      alpha: the priority exponent α (an array, so it can be vmapped).
+      alpha: the priority exponent α the trees hold (an array, so it can be vmapped).
+      priorities: float32 ``[capacity]``, the raw priority ``p`` of every slot
+        (0 where empty): what :func:`set_alpha` rebuilds the trees from.
     """
 
     storage: PyTree
@@ -73,6 +81,7 @@ class PrioritizedState:
     min_tree: jax.Array
     max_priority: jax.Array
     alpha: jax.Array
+    priorities: jax.Array
 
     @property
     def capacity(self) -> int:
@@ -101,6 +110,7 @@ def init(example_transition: PyTree, capacity: int, alpha: float = 0.6) -> Prior
         min_tree=jnp.full((2 * leaves,), jnp.inf, jnp.float32),
         max_priority=jnp.ones((), jnp.float32),
         alpha=jnp.asarray(alpha, jnp.float32),
+        priorities=jnp.zeros((capacity,), jnp.float32),
     )
 
 
@@ -158,6 +168,7 @@ def add(
         sum_tree=sum_tree,
         min_tree=min_tree,
         max_priority=jnp.maximum(state.max_priority, kept.max()),
+        priorities=state.priorities.at[slots].set(priorities, mode="drop"),
     )
 
 
@@ -184,7 +195,74 @@ def update_priorities(
         sum_tree=sum_tree,
         min_tree=min_tree,
         max_priority=jnp.maximum(state.max_priority, priorities.max()),
+        priorities=state.priorities.at[indices].set(priorities, mode="drop"),
     )
+
+
+def set_alpha(state: PrioritizedState, alpha) -> PrioritizedState:
+    """The buffer with priority exponent ``alpha``: where it differs from the
+    buffer's, the trees are rebuilt from the raw priorities (``O(capacity)``);
+    otherwise nothing is done, so an agent may call this before every sample."""
+    sum_tree, min_tree, alpha = _trees_for_alpha(
+        state.sum_tree, state.min_tree, state.priorities, state.size, state.alpha,
+        jnp.asarray(alpha, jnp.float32),
+    )
+    return state.replace(sum_tree=sum_tree, min_tree=min_tree, alpha=alpha)
+
+
+@jax.custom_batching.custom_vmap
+def _trees_for_alpha(sum_tree, min_tree, priorities, size, old_alpha, alpha):
+    return jax.lax.cond(
+        alpha != old_alpha,
+        lambda: _build_trees(priorities, size, alpha, sum_tree.shape[0] // 2),
+        lambda: (sum_tree, min_tree),
+    ) + (alpha,)
+
+
+@_trees_for_alpha.def_vmap
+def _trees_for_alpha_vmap(axis_size, in_batched, *args):
+    # vmap would turn the cond's per-buffer condition into a select that
+    # rebuilds every tree on every call (milliseconds per step for 10^6
+    # items); one unbatched condition over all buffers skips that.
+    args = [x if batched else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
+            for x, batched in zip(args, in_batched)]
+    sum_tree, min_tree, priorities, size, old_alpha, alpha = args
+    changed = alpha != old_alpha
+
+    def rebuild():
+        build = lambda p, n, a: _build_trees(p, n, a, sum_tree.shape[1] // 2)
+        new_sum, new_min = jax.vmap(build)(priorities, size, alpha)
+        pick = lambda new, old: jnp.where(changed[:, None], new, old)
+        return pick(new_sum, sum_tree), pick(new_min, min_tree)
+
+    sum_tree, min_tree = jax.lax.cond(jnp.any(changed), rebuild, lambda: (sum_tree, min_tree))
+    return (sum_tree, min_tree, alpha), (True, True, True)
+
+
+def _build_trees(priorities: jax.Array, size: jax.Array, alpha: jax.Array, num_leaves: int):
+    """Sum and min trees of ``priorities^alpha`` over the filled slots, built bottom-up."""
+    filled = jnp.arange(priorities.shape[0]) < size  # filled slots are [0, size)
+    powered = priorities**alpha
+    padding = num_leaves - priorities.shape[0]
+    sums = jnp.pad(jnp.where(filled, powered, 0.0), (0, padding))
+    mins = jnp.pad(jnp.where(filled, powered, jnp.inf), (0, padding), constant_values=jnp.inf)
+    sum_levels, min_levels = [sums], [mins]
+    while sum_levels[0].shape[0] > 1:
+        # Pairwise, left + right: the sums _set_leaves computes.
+        sum_levels.insert(0, sum_levels[0][0::2] + sum_levels[0][1::2])
+        min_levels.insert(0, jnp.minimum(min_levels[0][0::2], min_levels[0][1::2]))
+    return (
+        jnp.concatenate([jnp.zeros((1,), jnp.float32), *sum_levels]),
+        jnp.concatenate([jnp.full((1,), jnp.inf, jnp.float32), *min_levels]),
+    )
+
+
+def annealed_beta(initial_beta, progress) -> jax.Array:
+    """The importance-sampling exponent at ``progress`` ∈ [0, 1] of the run:
+    linear from ``initial_beta`` to 1 (Schaul et al. 2016, §3.4), so that the
+    updates are unbiased by the end, when it matters most."""
+    progress = jnp.clip(jnp.asarray(progress, jnp.float32), 0.0, 1.0)
+    return initial_beta + progress * (1.0 - initial_beta)
 
 
 def total_priority(state: PrioritizedState) -> jax.Array:
