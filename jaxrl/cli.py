@@ -15,6 +15,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ DEFAULT_SEED = 0
 DEFAULT_EVAL_EPISODES = 10
 USAGE_ERROR = 2
 LABEL_TIMEOUT = 3  # a human-labelled run waited label_timeout seconds in vain
+DIVERGED = 4  # a metric became NaN or infinite; the last good checkpoint stays the latest
 
 
 class UsageError(Exception):
@@ -53,6 +55,40 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
+
+
+def _bounded(least: int, most: int):
+    """An integer in [least, most] (``1e6`` accepted), for a flag's ``type``."""
+
+    def parse(text: str) -> int:
+        value = _count(text)
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{least}, {most}], got {text!r}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """A finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _directory(text: str) -> Path:
+    """A run directory; an empty one would mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a directory, got {text!r}")
+    return Path(text)
+
+
+MAX_SEED = 2**32 - 1
+MAX_PORT = 65_535
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"environment steps per seed (default {DEFAULT_TOTAL_STEPS})",
     )
     train.add_argument(
-        "--seed", type=_count, metavar="S", help=f"PRNG seed of the run (default {DEFAULT_SEED})"
+        "--seed", type=_bounded(0, MAX_SEED), metavar="S", help=f"PRNG seed of the run (default {DEFAULT_SEED})"
     )
     train.add_argument(
-        "--out", type=Path, metavar="DIR", help="run directory (default runs/<algo>-<env>-<time>)"
+        "--out", type=_directory, metavar="DIR", help="run directory (default runs/<algo>-<env>-<time>)"
     )
     train.add_argument(
         "--set",
@@ -123,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--checkpoint-every",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="checkpoint at the first chunk boundary this long after the last checkpoint "
         "(default 10; 0: after every chunk); the last chunk always checkpoints",
@@ -157,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--distributed-timeout",
         type=_count,
         metavar="SECONDS",
-        help="seconds to wait for the coordinator, and without heartbeats before a process "
-        "counts as dead (default: 300 and 100)",
+        help="seconds to wait for the coordinator and for the other processes to start the run, "
+        "and for them at each chunk boundary or without heartbeats before a process counts as "
+        "dead (default: 300 and 100)",
     )
     asynchronous = train.add_argument_group("asynchronous IMPALA (see README, 'IMPALA')")
     asynchronous.add_argument(
@@ -179,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild the agent of run DIR, restore its latest checkpoint, "
         "evaluate every seed and write DIR/eval.json.",
     )
-    evaluate.add_argument("dir", metavar="DIR", type=Path, help="run directory")
+    evaluate.add_argument("dir", metavar="DIR", type=_directory, help="run directory")
     evaluate.add_argument(
         "--episodes",
         type=_count,
@@ -195,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(rm-ppo --labels human) as two clips side by side and appends the "
         "answers (left / right / equal / skip) to DIR/labels.jsonl.",
     )
-    label.add_argument("dir", metavar="DIR", type=Path, help="run directory")
+    label.add_argument("dir", metavar="DIR", type=_directory, help="run directory")
     label.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    label.add_argument("--port", type=_count, default=8765, help="port (default 8765; 0: any free)")
+    label.add_argument("--port", type=_bounded(0, MAX_PORT), default=8765, help="port (default 8765; 0: any free)")
     label.add_argument("--labeller", metavar="NAME", help="name stored with each label (default $USER)")
     label.set_defaults(handler=_label)
     return parser
@@ -206,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxrl`` command; returns the exit status."""
     parser = build_parser()
+    if not getattr(warnings.formatwarning, "jaxrl", False):
+        warnings.formatwarning = _jaxrl_warnings_in_one_line(warnings.formatwarning)
     try:
         args = parser.parse_args(argv)
         return args.handler(args)
@@ -216,6 +255,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 0
 
 
+def _jaxrl_warnings_in_one_line(format_other):
+    """A ``warnings.formatwarning`` that prints jaxrl's own warnings as
+    ``jaxrl: warning: ...`` and leaves other libraries' to ``format_other``."""
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("jaxrl."):
+            return f"jaxrl: warning: {_one_line(message)}\n"
+        return format_other(message, category, filename, lineno, line)
+
+    format_warning.jaxrl = True
+    return format_warning
+
+
 # ---------------------------------------------------------------- train
 
 
@@ -223,10 +275,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.async_ or args.actors is not None:
         return _train_async(args)
     from jaxrl import run
+    from jaxrl.distributed import multihost
+    from jaxrl.run import preemption
     from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
 
-    if args.checkpoint_every is not None and not args.checkpoint_every >= 0:
-        raise UsageError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
     if args.labels is not None:
         args.set = [*args.set, f"labels={args.labels}"]
     # jax.distributed must start before JAX computes anything (PRNGKey included).
@@ -240,9 +292,12 @@ def _train(args: argparse.Namespace) -> int:
         agent = _check_input(lambda _: data_parallel(agent, mesh), args)
     out_dir = args.out
     labelling, labeller = _human_labelling(agent, out_dir, train_args["seeds"]), None
-    print(f"run directory: {out_dir}", file=sys.stderr)
+    if getattr(args, "generated_out", False):
+        print(f"run directory: {out_dir}", file=sys.stderr)
+    resume_command = f"jaxrl train {agent.name} --out {out_dir} --resume"
+    stopping = preemption.stop_on_signals(resume_hint=f"continue with: {resume_command}")
     try:
-        with labelling as labeller:
+        with labelling as labeller, stopping:
             result = run.train(
                 agent,
                 key,
@@ -258,6 +313,15 @@ def _train(args: argparse.Namespace) -> int:
     except run.RunDirError as e:
         print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
         return USAGE_ERROR
+    except run.TrainingDiverged as e:
+        print(f"jaxrl: error: {_one_line(e)} (recorded in {out_dir / 'summary.json'})", file=sys.stderr)
+        return DIVERGED
+    except preemption.Preempted as e:
+        print(f"jaxrl: {_one_line(e)}; continue with: {resume_command}", file=sys.stderr)
+        return preemption.EXIT_PREEMPTED
+    except multihost.DistributedError as e:
+        print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
+        return USAGE_ERROR if isinstance(e, multihost.RunMismatchError) else preemption.EXIT_STUCK
     except KeyboardInterrupt:
         print(
             f"\ninterrupted; continue with: jaxrl train {agent.name} --out {out_dir} --resume",
@@ -335,6 +399,7 @@ def _train_async(args: argparse.Namespace) -> int:
 
 def _prepare_new_run(args: argparse.Namespace):
     from jaxrl.run import config_io, experiment, rundir
+    from jaxrl.run.loop import check_run_arguments
 
     env_id = _pick(args.env, DEFAULT_ENV)
     total_steps = _pick(args.total_steps, DEFAULT_TOTAL_STEPS)
@@ -342,7 +407,7 @@ def _prepare_new_run(args: argparse.Namespace):
     eval_episodes = _pick(args.eval_episodes, DEFAULT_EVAL_EPISODES)
     _require_positive(total_steps=total_steps, seeds=seeds, chunk_iterations=args.chunk_iterations)
     if args.out is None:
-        args.out = _default_out_dir(args.algo, env_id)
+        args.out, args.generated_out = _default_out_dir(args.algo, env_id), True
     rundir.check_new_run(args.out, force=args.force)
 
     module = experiment.algorithm_module(args.algo)
@@ -350,6 +415,10 @@ def _prepare_new_run(args: argparse.Namespace):
     values = experiment.with_total_steps(module, overrides, total_steps)
     env_kwargs = _parse_env_kwargs(args.env_set)
     agent = experiment.build_agent(args.algo, env_id, env_kwargs, values)
+    check_run_arguments(
+        agent, total_steps, seeds, eval_episodes, args.chunk_iterations,
+        _pick(args.checkpoint_every, 0.0),
+    )
     sinks = _extra_sinks(args.out, jsonl=args.jsonl, tensorboard=args.tensorboard)
 
     import jax
@@ -412,6 +481,10 @@ def _prepare_resume(args: argparse.Namespace):
         jsonl=args.jsonl or (args.out / rundir.METRICS_JSONL).exists(),
         tensorboard=args.tensorboard or (args.out / "tensorboard").exists(),
     )
+    if args.eval_episodes is not None:
+        from jaxrl.run.loop import check_run_arguments
+
+        check_run_arguments(agent, saved["total_steps"], saved["seeds"], args.eval_episodes)
     train_args = dict(
         total_steps=saved["total_steps"],
         seeds=saved["seeds"],
@@ -469,14 +542,21 @@ def _eval(args: argparse.Namespace) -> int:
 
     def check(args):
         from jaxrl.run import checkpoint, experiment, rundir
+        from jaxrl.run.loop import MAX_EVAL_EPISODES
 
-        _require_positive(episodes=args.episodes)
+        if args.episodes is not None and not 1 <= args.episodes <= MAX_EVAL_EPISODES:
+            raise UsageError(
+                f"--episodes must be an integer in [1, {MAX_EVAL_EPISODES}], got {args.episodes}"
+            )
         experiment.load_agent(args.dir)
         if checkpoint.latest_iteration(args.dir / rundir.CHECKPOINTS) is None:
             raise run.RunDirError(f"{args.dir} has no checkpoint to evaluate")
 
     _check_input(check, args)
-    result = run.evaluate_run(args.dir, args.episodes)
+    try:
+        result = run.evaluate_run(args.dir, args.episodes)
+    except run.RunDirError as e:
+        raise UsageError(_one_line(e)) from e
     print(
         f"{result['algorithm']} on {result['env_id']}, checkpoint at {result['env_steps']} env steps, "
         f"{result['eval_episodes']} episodes per seed"
@@ -498,7 +578,7 @@ def _label(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.dir} is not a run directory (no config.json)")
     try:
         server.serve(args.dir, args.host, args.port, args.labeller)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a port outside 0..65535
         raise UsageError(f"cannot serve on {args.host}:{args.port}: {e}") from e
     return 0
 

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 
 import hypothesis
+import pytest
 
 # Many tests build the same programs again (a fresh agent is a fresh closure,
 # and the CLI, multi-process and notebook tests compile in child processes), so
@@ -33,3 +34,26 @@ hypothesis.settings.register_profile(
     suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
 hypothesis.settings.load_profile("jaxrl")
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fails the test if the CLI gets as far as training, or compiles anything big."""
+    import jax
+
+    import jaxrl.run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("input errors must be reported before training starts")
+
+    monkeypatch.setattr(jaxrl.run, "train", refuse)
+    compiles = []
+
+    def on_event(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration" and duration > 0.25:
+            compiles.append((kwargs, duration))
+
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    yield compiles
+    jax.monitoring.unregister_event_duration_listener(on_event)
+    assert not compiles, compiles

@@ -17,14 +17,14 @@ import gymnax
 import jax
 import jax.numpy as jnp
 
-from jaxrl.agents.base import Agent
+from jaxrl.agents.base import Agent, AgentConfig
 
 ACTION_SPACES = ("discrete",)
 NOISES = ("normal", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(AgentConfig):
     num_envs: int = 4
     """Parallel environments."""
     rollout_len: int = 8
@@ -39,6 +39,8 @@ class Config:
     """Unused by the linear policy; here to exercise tuple-valued settings."""
     eval_max_steps: int = 32
     """Cap on evaluation episode length (keeps evaluation cheap)."""
+    diverge_after: int = 0
+    """Report weight_norm as NaN once the counter reaches this (0: never): a divergence."""
 
     def validate(self) -> None:
         for name in ("num_envs", "rollout_len", "eval_max_steps"):
@@ -127,7 +129,11 @@ def make(env, env_params, config: Config = Config()) -> Agent:
                 episodes > 0, returns.sum() / jnp.maximum(episodes, 1.0), 0.0
             ),
             "episodes_completed": episodes,
-            "weight_norm": jnp.linalg.norm(params["w"]),
+            "weight_norm": jnp.where(
+                (config.diverge_after > 0) & (counter >= config.diverge_after),
+                jnp.nan,
+                jnp.linalg.norm(params["w"]),
+            ),
             "counter": counter.astype(jnp.float32),
         }
         new_state = State(params, env_state, obs, ep_ret, rng, state.learning_rate, counter)
@@ -208,3 +214,14 @@ if __name__ == "__main__":
     with registered():
         status = main()
     sys.exit(status)
+
+
+def saved_config(**changes):
+    """A config.json as jaxrl writes it (values of a tiny run)."""
+    config = {
+        "algorithm": "ppo", "env_id": "CartPole-v1", "env_kwargs": {}, "agent_config": {},
+        "seeds": 1, "total_steps": 64, "iterations": 2, "chunk_iterations": 1,
+        "env_steps_per_step": 32, "key": {"data": [0, 0], "impl": None}, "hparams": None,
+        "eval_episodes": 0,
+    }
+    return {**config, **changes}

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import fake_agent
+from cli_helpers import assert_usage_error, jaxrl_command, run_cli
 import jax
 import numpy as np
 import pytest
@@ -29,43 +30,6 @@ TINY = ["--set", "num_envs=2", "--set", "rollout_len=4", "--set", "eval_max_step
 def fake_algorithm():
     with fake_agent.registered() as name:
         yield name
-
-
-@pytest.fixture
-def no_training(monkeypatch):
-    """Fails the test if the CLI gets as far as training, or compiles anything big."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("input errors must be reported before training starts")
-
-    monkeypatch.setattr(jaxrl.run, "train", refuse)
-    compiles = []
-
-    def on_event(event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration" and duration > 0.25:
-            compiles.append((kwargs, duration))
-
-    jax.monitoring.register_event_duration_secs_listener(on_event)
-    yield compiles
-    jax.monitoring.unregister_event_duration_listener(on_event)
-    assert not compiles, compiles
-
-
-def run_cli(capsys, *argv):
-    started = time.perf_counter()
-    status = main([str(a) for a in argv])
-    seconds = time.perf_counter() - started
-    out, err = capsys.readouterr()
-    return status, out, err, seconds
-
-
-def assert_usage_error(status, err, seconds, *fragments):
-    assert status == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxrl: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert seconds < 3.0
 
 
 @pytest.mark.parametrize(
@@ -101,7 +65,7 @@ def test_input_errors(capsys, tmp_path, no_training, argv, fragments):
 def existing_run(tmp_path):
     out_dir = tmp_path / "run"
     out_dir.mkdir()
-    (out_dir / "config.json").write_text('{"algorithm": "fake"}\n')
+    (out_dir / "config.json").write_text(json.dumps(fake_agent.saved_config(algorithm="fake")))
     (out_dir / "metrics.csv").write_text("precious\n")
     return out_dir
 
@@ -231,11 +195,6 @@ def test_resume_with_other_settings_is_refused(cli_run, capsys, no_training):
     )
     assert_usage_error(status, err, seconds, "num_envs=3")
     assert contents(cli_run) == before
-
-
-def jaxrl_command(*argv):
-    """The real command line, as a subprocess, with the fake agent registered."""
-    return [sys.executable, str(TESTS / "fake_agent.py"), *map(str, argv)]
 
 
 @pytest.mark.slow

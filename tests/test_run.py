@@ -214,16 +214,18 @@ def test_resume_needs_a_run(agent, tmp_path):
 
 def test_force_replaces_only_run_files(tmp_path):
     out = tmp_path / "run"
-    rundir.start_new_run(out, {"algorithm": "a"}, force=False)
+    rundir.start_new_run(out, fake_agent.saved_config(algorithm="a"), force=False)
     (out / "metrics.csv").write_text("old")
     (out / "checkpoints" / "3").mkdir(parents=True)
+    (out / "checkpoints" / "mine.txt").write_text("a user's file")
     (out / "notes.txt").write_text("mine")
     with pytest.raises(rundir.RunDirError):
-        rundir.start_new_run(out, {"algorithm": "b"}, force=False)
-    rundir.start_new_run(out, {"algorithm": "b"}, force=True)
-    assert rundir.read_json(out / "config.json") == {"algorithm": "b"}
-    assert not (out / "metrics.csv").exists() and not (out / "checkpoints").exists()
+        rundir.start_new_run(out, fake_agent.saved_config(algorithm="b"), force=False)
+    rundir.start_new_run(out, fake_agent.saved_config(algorithm="b"), force=True)
+    assert rundir.read_json(out / "config.json") == fake_agent.saved_config(algorithm="b")
+    assert not (out / "metrics.csv").exists() and not (out / "checkpoints" / "3").exists()
     assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "checkpoints" / "mine.txt").read_text() == "a user's file"
 
 
 def test_interrupted_checkpoint_save_is_ignored(tmp_path):

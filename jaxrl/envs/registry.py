@@ -63,13 +63,27 @@ def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
       ValueError: unknown id (naming the closest valid ids), or a keyword that
         is neither a constructor argument nor a params field.
     """
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"environment id must be a non-empty string, got {env_id!r}")
     factory = _factory(env_id)
     constructor_kwargs, param_overrides = _split_kwargs(factory, kwargs)
-    if env_id in _OWN_ENVS:
-        env = factory(**constructor_kwargs)
-        env_params = env.default_params
-    else:
-        env, env_params = gymnax.make(env_id, **constructor_kwargs)
+    defaults = _constructor_defaults(factory)
+    for name, value in constructor_kwargs.items():
+        if name in defaults:
+            _check_param(
+                env_id, name, value, defaults[name],
+                positive=not isinstance(defaults[name], bool) and defaults[name] > 0,
+            )
+    try:
+        if env_id in _OWN_ENVS:
+            env = factory(**constructor_kwargs)
+            env_params = env.default_params
+        else:
+            env, env_params = gymnax.make(env_id, **constructor_kwargs)
+    except (TypeError, ValueError, AssertionError) as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in constructor_kwargs.items())
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"environment {env_id!r} rejects {shown or 'its defaults'}: {reason}") from None
     unknown = set(param_overrides) - _param_fields(env_params)
     if unknown:
         raise ValueError(
@@ -77,9 +91,58 @@ def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
             f"constructor arguments: {sorted(_constructor_args(factory) or [])}, "
             f"params fields: {sorted(_param_fields(env_params))}"
         )
+    for name, value in param_overrides.items():
+        _check_param(env_id, name, value, getattr(env_params, name))
     if param_overrides:
         env_params = env_params.replace(**param_overrides)
     return env, env_params
+
+
+# Params that count steps: zero or fewer would end every episode at once.
+_POSITIVE_PARAMS = ("max_steps_in_episode",)
+
+
+def _constructor_defaults(factory: EnvFactory) -> dict[str, Any]:
+    """Numeric and bool defaults of the factory's keyword arguments."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {
+        p.name: p.default
+        for p in parameters
+        if isinstance(p.default, (bool, int, float)) and p.default is not inspect.Parameter.empty
+    }
+
+
+def _check_param(env_id: str, name: str, value: Any, default: Any, positive: bool = False) -> None:
+    """ValueError unless ``value`` has the kind of the params field's default
+    (a bool, an integer or a finite number) and, for step counts, is positive."""
+    import math
+
+    import numpy as np
+
+    if np.ndim(default) != 0:
+        return  # arrays (maps, layouts) are the env's own business
+    kind = np.asarray(default).dtype.kind
+    is_bool = isinstance(value, (bool, np.bool_))
+    if kind == "b":
+        ok, expected = is_bool, "a bool"
+    elif kind in "iu":
+        ok = isinstance(value, (int, np.integer)) and not is_bool and abs(int(value)) < 2**31
+        expected = "an integer of magnitude below 2^31"
+    elif kind == "f":
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not is_bool
+        ok = ok and math.isfinite(value)
+        expected = "a finite number"
+    else:
+        return
+    if ok and (positive or name in _POSITIVE_PARAMS) and not value > 0:
+        ok, expected = False, f"a positive {'integer' if kind in 'iu' else 'number'}"
+    if not ok:
+        raise ValueError(
+            f"environment {env_id!r} parameter {name}={value!r} is invalid: expected {expected}"
+        )
 
 
 def _factory(env_id: str) -> EnvFactory:

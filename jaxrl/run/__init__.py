@@ -13,7 +13,8 @@ checkpoints, run directories and plots.
 from jaxrl.run.checkpoint import Checkpointer
 from jaxrl.run.evaluation import evaluate, evaluation_keys
 from jaxrl.run.experiment import build_agent, evaluate_run, load_agent, resume
-from jaxrl.run.loop import ChunkPlan, TrainResult, plan_chunks, train
+from jaxrl.run.checkpoint import CheckpointError, DamagedCheckpointWarning
+from jaxrl.run.loop import ChunkPlan, TrainingDiverged, TrainResult, plan_chunks, train
 from jaxrl.run.plots import plot_curves
 from jaxrl.run.rundir import RunDirError
 from jaxrl.run.sinks import (
@@ -27,6 +28,9 @@ from jaxrl.run.sinks import (
 
 __all__ = [
     "CSVSink",
+    "CheckpointError",
+    "DamagedCheckpointWarning",
+    "TrainingDiverged",
     "Checkpointer",
     "ChunkPlan",
     "JSONLSink",

@@ -76,9 +76,12 @@ def with_total_steps(module, values: Mapping[str, Any], total_steps: int) -> dic
 def load_agent(out_dir: str | os.PathLike):
     """``(agent, config.json contents)`` of the run in ``out_dir``."""
     saved = rundir.load_config(out_dir)
-    agent = build_agent(
-        saved["algorithm"], saved["env_id"], saved["env_kwargs"], saved["agent_config"]
-    )
+    try:
+        agent = build_agent(
+            saved["algorithm"], saved["env_id"], saved["env_kwargs"], saved["agent_config"]
+        )
+    except (ValueError, TypeError) as e:
+        raise rundir.RunDirError(f"{Path(out_dir) / rundir.CONFIG}: {e}") from None
     return agent, saved
 
 
@@ -127,24 +130,24 @@ def evaluate_run(out_dir: str | os.PathLike, episodes: int | None = None) -> dic
 
     from jaxrl.run.checkpoint import Checkpointer
     from jaxrl.run.evaluation import eval_summary, evaluate
-    from jaxrl.run.loop import make_init_fn
+    from jaxrl.run.loop import MAX_EVAL_EPISODES, make_init_fn
 
     out_dir = Path(out_dir)
     agent, saved = load_agent(out_dir)
     episodes = saved["eval_episodes"] if episodes is None else episodes
-    if episodes < 1:
-        raise ValueError(f"episodes must be a positive integer, got {episodes}")
+    if not isinstance(episodes, int) or not 1 <= episodes <= MAX_EVAL_EPISODES:
+        raise ValueError(f"episodes must be an integer in [1, {MAX_EVAL_EPISODES}], got {episodes!r}")
     key = key_from_json(saved["key"])
     checkpoints = out_dir / rundir.CHECKPOINTS
     if not checkpoints.is_dir():
         raise rundir.RunDirError(f"{out_dir} has no checkpoints to evaluate")
+    keys = jax.random.split(key, saved["seeds"])
+    abstract = jax.eval_shape(make_init_fn(agent, saved["seeds"]), keys, None)
     with Checkpointer(checkpoints) as checkpointer:
-        iteration = checkpointer.latest_iteration()
-        if iteration is None:
-            raise rundir.RunDirError(f"{out_dir} has no checkpoints to evaluate")
-        keys = jax.random.split(key, saved["seeds"])
-        abstract = jax.eval_shape(make_init_fn(agent, saved["seeds"]), keys, None)
-        state = checkpointer.restore(iteration, abstract)
+        restored = checkpointer.restore_latest_intact(abstract)
+    if restored is None:
+        raise rundir.RunDirError(f"{out_dir} has no checkpoints to evaluate")
+    iteration, state = restored
     returns = evaluate(agent, state, key, episodes)
     result = {
         **eval_summary(returns),

@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.agents.base import Agent
+from jaxrl.agents.base import MAX_INT, MAX_TOTAL_STEPS, Agent, check_schedule_span
 from jaxrl.compilation import compiler_options
 from jaxrl.distributed.mesh import make_mesh, replicate
-from jaxrl.run import rundir
+from jaxrl.run import preemption, rundir
 from jaxrl.run.checkpoint import (
     DEFAULT_CHECKPOINT_SECONDS,
     Checkpointer,
@@ -35,7 +35,51 @@ from jaxrl.run.config_io import config_to_dict, key_to_json
 from jaxrl.run.evaluation import eval_summary, evaluate
 from jaxrl.run.plots import plot_curves
 from jaxrl.run.progress import Progress
-from jaxrl.run.sinks import CSVSink, MetricsChunk, Sink
+from jaxrl.run.sinks import CSVSink, MetricsChunk, Sink, read_csv
+
+# Bounds of the run's counts: far above any real run, low enough that a typo
+# (1e20) is refused at once instead of failing deep inside XLA.
+MAX_SEEDS = 65_536
+MAX_EVAL_EPISODES = 1_000_000
+
+
+class TrainingDiverged(RuntimeError):
+    """A metric of a chunk was NaN or infinite: training stopped there.
+
+    The checkpoint taken before that chunk stays the latest; ``failure`` is
+    what summary.json records (metric, seed, env_steps, value)."""
+
+    def __init__(self, failure: dict[str, Any], out_dir: Path | None, last_checkpoint: int | None):
+        self.failure = failure
+        where = (
+            f"; the latest checkpoint ({last_checkpoint} iterations) is the last good state"
+            if out_dir is not None and last_checkpoint
+            else ""
+        )
+        super().__init__(
+            f"training diverged: metric {failure['metric']!r} is {failure['value']} "
+            f"for seed {failure['seed']} at env step {failure['env_steps']}{where}"
+        )
+
+
+def first_non_finite(chunk: MetricsChunk) -> dict[str, Any] | None:
+    """The first (iteration, then seed, then metric name) non-finite metric
+    value of ``chunk``, as ``{metric, seed, env_steps, value, row}``; None if all are finite."""
+    first = None
+    for name, values in chunk.metrics.items():
+        bad = np.argwhere(~np.isfinite(np.asarray(values, dtype=np.float64)))
+        if len(bad):
+            row, seed = (int(i) for i in bad[0])
+            if first is None or (row, seed, name) < (first["row"], first["seed"], first["metric"]):
+                first = {
+                    "metric": name,
+                    "seed": seed,
+                    "env_steps": int(chunk.env_steps[row]),
+                    "value": str(float(values[row, seed])),
+                    "row": row,
+                }
+    return first
+
 
 # Chunks per run when the caller does not choose: often enough for a lively
 # progress bar and frequent checkpoints, rarely enough that the host's work
@@ -187,9 +231,13 @@ def train(
     rebuilt (``jaxrl eval``); ``env_id`` defaults to the env's ``name``.
     Checkpoints are taken at chunk boundaries at most every
     ``checkpoint_every_seconds`` (0: after every chunk) and after the last chunk.
+    A stop request (SIGTERM under :func:`jaxrl.run.preemption.stop_on_signals`,
+    or :func:`~jaxrl.run.preemption.request_stop`) checkpoints at the next chunk
+    boundary and raises :class:`~jaxrl.run.preemption.Preempted`.
     """
-    _check_arguments(
-        total_steps, seeds, eval_episodes, chunk_iterations, checkpoint_every_seconds, resume, force
+    check_run_arguments(
+        agent, total_steps, seeds, eval_episodes, chunk_iterations, checkpoint_every_seconds,
+        resume, force, hparams,
     )
     if resume and out_dir is None:
         raise ValueError("resume=True needs the out_dir of the run to continue")
@@ -197,7 +245,10 @@ def train(
     run_config = describe_run(
         agent, key, total_steps, seeds, plan, eval_episodes, hparams, env_id, env_kwargs
     )
-    out_dir = None if out_dir is None else Path(out_dir)
+    out_dir = None if out_dir is None else rundir.out_path(out_dir)
+    # Processes of one job given different runs would wait on each other for
+    # ever: every one of them refuses here, before anything runs.
+    sync = preemption.RunSync.start(run_config, out_dir, resume=resume, force=force)
     # Several processes (jax.distributed): all run the same program, process 0
     # alone writes the run directory; the key is placed on every device so the
     # jitted init and step see one global array.
@@ -205,20 +256,24 @@ def train(
     if jax.process_count() > 1:
         key = replicate(key, make_mesh())
     # Every check happens before anything is compiled or written.
-    start_iteration = 0
     if resume:
         rundir.check_resumable(out_dir, run_config)
-        start_iteration = latest_iteration(out_dir / rundir.CHECKPOINTS) or 0
     elif out_dir is not None and primary:
         rundir.check_new_run(out_dir, force=force)
-    try:
-        remaining_chunks = plan.chunks_after(start_iteration)
-    except ValueError as e:
-        raise rundir.RunDirError(f"cannot resume {out_dir}: {e}") from None
 
     keys = jax.random.split(key, seeds)
     init_fn = make_init_fn(agent, seeds, hparams)
     abstract_state = jax.eval_shape(init_fn, keys, hparams)
+    if resume and (out_dir / rundir.METRICS_CSV).exists():
+        read_csv(out_dir / rundir.METRICS_CSV)  # a garbled row is reported before any compile
+    # Restoring compiles nothing, so a damaged run is reported before any compile.
+    start_iteration, restored_state = (
+        _restore_for_resume(out_dir, abstract_state) if resume else (0, None)
+    )
+    try:
+        remaining_chunks = plan.chunks_after(start_iteration)
+    except ValueError as e:
+        raise rundir.RunDirError(f"cannot resume {out_dir}: {e}") from None
     compiled = compile_run(
         agent, plan, init_fn, (keys, hparams), abstract_state, need_init=start_iteration == 0
     )
@@ -236,16 +291,14 @@ def train(
         seeds,
         progress and primary,
     )
+    history: list[MetricsChunk] = []
     try:
-        if start_iteration:
-            state = checkpointer.restore(start_iteration, abstract_state)
-        else:
-            state = compiled.init(keys, hparams)
+        state = restored_state if start_iteration else compiled.init(keys, hparams)
         resume_env_steps = start_iteration * agent.env_steps_per_step if resume else None
         for sink in all_sinks:
             sink.open(compiled.metric_names, seeds, resume_env_steps)
-        state, history, train_seconds = _run_chunks(
-            compiled.chunk,
+        state, train_seconds = _run_chunks(
+            sync.watched(compiled.chunk),
             state,
             plan,
             remaining_chunks,
@@ -254,7 +307,14 @@ def train(
             checkpointer,
             checkpoint_every_seconds,
             bar,
+            history,
+            start_iteration,
+            sync=sync,
         )
+    except TrainingDiverged as e:
+        if writes:
+            _write_failure_summary(out_dir, run_config, seeds, plan, compiled, history, e)
+        raise
     finally:
         bar.close()
         for sink in all_sinks:
@@ -282,6 +342,7 @@ def train(
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "resumed_from_iteration": start_iteration if resume else None,
+        "status": "completed",
     }
     if writes:
         rundir.write_json(out_dir / rundir.SUMMARY, summary)
@@ -326,6 +387,37 @@ def compile_run(agent, plan, init_fn, init_args, abstract_state, need_init: bool
     )
 
 
+def _restore_for_resume(out_dir: Path, abstract_state) -> tuple[int, Any]:
+    """``(iterations done, state)`` of the newest intact checkpoint of the run
+    in ``out_dir`` (``(0, None)`` when it has none); damaged newer ones are
+    reported and set aside so the resumed run can save their iterations again."""
+    checkpoints = out_dir / rundir.CHECKPOINTS
+    if latest_iteration(checkpoints) is None:
+        return 0, None
+    with Checkpointer(checkpoints) as checkpointer:
+        restored = checkpointer.restore_latest_intact(abstract_state, set_aside_damaged=True)
+    return restored if restored is not None else (0, None)
+
+
+def _write_failure_summary(out_dir, run_config, seeds, plan, compiled, history, error) -> None:
+    """summary.json of a run stopped by :class:`TrainingDiverged`."""
+    done = [int(c.env_steps[-1]) for c in history]
+    rundir.write_json(
+        out_dir / rundir.SUMMARY,
+        {
+            "algorithm": run_config["algorithm"],
+            "env_id": run_config["env_id"],
+            "seeds": seeds,
+            "env_steps": done[-1] if done else 0,
+            "iterations": plan.iterations,
+            "compile_seconds": compiled.seconds,
+            "status": "diverged",
+            "failure": {k: v for k, v in error.failure.items() if k != "row"},
+            "error": str(error),
+        },
+    )
+
+
 def _run_chunks(
     chunk_fn,
     state,
@@ -336,11 +428,17 @@ def _run_chunks(
     checkpointer,
     checkpoint_every_seconds,
     bar,
+    history: list[MetricsChunk],
+    start_iteration: int = 0,
+    *,
+    sync: preemption.RunSync,
 ):
     """Runs the chunks; between them writes metrics, updates the bar, checkpoints.
-    Returns the final state, the metrics of each chunk and the seconds spent running chunks."""
-    history: list[MetricsChunk] = []
+    Appends the metrics of each chunk to ``history``; returns the final state and
+    the seconds spent running chunks. Raises :class:`TrainingDiverged` at the first
+    non-finite metric, after writing the rows up to it and before checkpointing."""
     train_seconds = 0.0
+    last_saved = start_iteration
     last_checkpoint = time.monotonic()
     for chunk_index in chunk_indices:
         iteration = chunk_index * plan.chunk_iterations
@@ -356,18 +454,31 @@ def _run_chunks(
         }
         env_steps = (iteration + 1 + np.arange(active)) * steps_per_iteration
         chunk = MetricsChunk(env_steps=env_steps, metrics=metrics)
+        failure = first_non_finite(chunk)
+        if failure is not None:
+            chunk = _first_rows(chunk, failure["row"] + 1)
         history.append(chunk)
         # Rows first, checkpoint second: a kill in between leaves rows past the
         # checkpoint, which resume drops; never a gap.
         for sink in sinks:
             sink.write(chunk)
+        if failure is not None:
+            raise TrainingDiverged(failure, checkpointer and checkpointer.directory, last_saved)
         bar.update(active * steps_per_iteration, seconds, metrics)
         is_last = chunk_index == plan.num_chunks - 1
         due = time.monotonic() - last_checkpoint >= checkpoint_every_seconds
-        if checkpointer is not None and (is_last or due):
+        boundary = sync.at_boundary(chunk_index, due)  # the same on every process
+        if checkpointer is not None and (is_last or boundary.checkpoint):
             checkpointer.save(iteration + active, state)
+            last_saved = iteration + active
             last_checkpoint = time.monotonic()
-    return state, history, train_seconds
+        if boundary.stop is not None:
+            raise preemption.Preempted(boundary.stop, iteration + active, checkpointer is not None)
+    return state, train_seconds
+
+
+def _first_rows(chunk: MetricsChunk, n: int) -> MetricsChunk:
+    return MetricsChunk(chunk.env_steps[:n], {k: v[:n] for k, v in chunk.metrics.items()})
 
 
 def _per_seed(values: np.ndarray) -> np.ndarray:
@@ -428,22 +539,49 @@ def _concatenate(history: list[MetricsChunk], names: list[str]) -> dict[str, np.
     return {name: np.concatenate([c.metrics[name] for c in history]) for name in names}
 
 
-def _check_arguments(
-    total_steps, seeds, eval_episodes, chunk_iterations, checkpoint_every_seconds, resume, force
-):
-    if not checkpoint_every_seconds >= 0:
-        raise ValueError(f"checkpoint_every_seconds must be >= 0, got {checkpoint_every_seconds!r}")
-    for name, value, least in (
-        ("total_steps", total_steps, 1),
-        ("seeds", seeds, 1),
-        ("eval_episodes", eval_episodes, 0),
+def check_run_arguments(
+    agent,
+    total_steps,
+    seeds=1,
+    eval_episodes=0,
+    chunk_iterations=None,
+    checkpoint_every_seconds=0.0,
+    resume=False,
+    force=False,
+    hparams=None,
+) -> None:
+    """ValueError naming the first argument of :func:`train` that is not allowed."""
+    if not (isinstance(checkpoint_every_seconds, (int, float)) and 0 <= checkpoint_every_seconds < float("inf")):
+        raise ValueError(
+            f"checkpoint_every_seconds must be a finite number >= 0, got {checkpoint_every_seconds!r}"
+        )
+    for name, value, least, most in (
+        ("total_steps", total_steps, 1, MAX_TOTAL_STEPS),
+        ("seeds", seeds, 1, MAX_SEEDS),
+        ("eval_episodes", eval_episodes, 0, MAX_EVAL_EPISODES),
+        ("chunk_iterations", chunk_iterations, 1, MAX_INT),
     ):
-        if not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    if chunk_iterations is not None and (
-        not isinstance(chunk_iterations, (int, np.integer)) or chunk_iterations < 1
-    ):
-        raise ValueError(f"chunk_iterations must be a positive integer, got {chunk_iterations!r}")
+        if name == "chunk_iterations" and value is None:
+            continue
+        if (
+            not isinstance(value, (int, np.integer))
+            or isinstance(value, bool)
+            or not least <= value <= most
+        ):
+            raise ValueError(f"{name} must be an integer in [{least}, {most}], got {value!r}")
+    iterations = plan_chunks(total_steps, agent.env_steps_per_step).iterations
+    if iterations > MAX_INT:
+        raise ValueError(
+            f"total_steps={total_steps} is {iterations} iterations of "
+            f"{agent.env_steps_per_step} env steps; at most {MAX_INT} iterations are allowed"
+        )
+    check_schedule_span(agent.config, total_steps)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(hparams)[0]:
+        if not np.all(np.isfinite(np.asarray(leaf, dtype=np.float64))):
+            raise ValueError(
+                f"hparams{jax.tree_util.keystr(path)}={np.asarray(leaf).tolist()!r} is invalid: "
+                "expected finite numbers"
+            )
     if resume and force:
         raise ValueError(
             "resume and force contradict each other: resume continues a run, force replaces it"

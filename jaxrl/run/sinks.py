@@ -22,6 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
+from jaxrl.run.rundir import RunDirError
+
 # Columns every row starts with; the agent's metrics follow.
 INDEX_COLUMNS = ("env_steps", "seed")
 # Written first among the metrics so the learning curve is the third column.
@@ -152,7 +154,7 @@ class JSONLSink(_LineFileSink):
 
     @staticmethod
     def env_steps_of(line):
-        return int(json.loads(line)["env_steps"])
+        return int(json.loads(line)["env_steps"])  # ValueError/KeyError/TypeError if garbled
 
 
 class TensorBoardSink:
@@ -199,18 +201,50 @@ class TensorBoardSink:
 
 
 def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """``metrics.csv`` as column name -> array (complete lines only)."""
+    """``metrics.csv`` as column name -> array (complete lines only).
+
+    Raises MetricsFileError naming the file, line and column of a row that
+    does not parse (a wrong field count, a value that is not a number)."""
+    path = Path(path)
     with open(path, newline="") as f:
-        lines = f.read().split("\n")[:-1]
+        try:
+            lines = f.read().split("\n")[:-1]
+        except UnicodeDecodeError as e:
+            raise MetricsFileError(f"{path} is not UTF-8 text: {e}") from None
+    if not lines:
+        raise MetricsFileError(f"{path} is empty: it lacks its header line")
     reader = csv.reader(lines)
     header = next(reader)
-    rows = list(reader)
-    columns = {}
-    for j, name in enumerate(header):
-        values = [row[j] for row in rows]
-        dtype = np.int64 if name in INDEX_COLUMNS else np.float32
-        columns[name] = np.asarray(values, dtype=dtype) if values else np.zeros((0,), dtype)
-    return columns
+    missing = [name for name in INDEX_COLUMNS if name not in header]
+    if missing:
+        raise MetricsFileError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}")
+    dtypes = [np.int64 if name in INDEX_COLUMNS else np.float32 for name in header]
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        if len(row) != len(header):
+            raise MetricsFileError(
+                f"{path}, line {number}: {len(row)} fields where the header has {len(header)}"
+            )
+        rows.append([_read_field(path, number, name, text, dtype)
+                     for name, text, dtype in zip(header, row, dtypes, strict=True)])
+    return {
+        name: np.asarray([row[j] for row in rows], dtype=dtypes[j]) if rows else np.zeros((0,), dtypes[j])
+        for j, name in enumerate(header)
+    }
+
+
+class MetricsFileError(RunDirError):
+    """A metrics file holds a line that jaxrl cannot read back."""
+
+
+def _read_field(path: Path, line: int, column: str, text: str, dtype) -> float | int:
+    try:
+        return int(text) if dtype is np.int64 else float(text)
+    except ValueError:
+        kind = "an integer" if dtype is np.int64 else "a number"
+        raise MetricsFileError(
+            f"{path}, line {line}: column {column}={text!r} is not {kind}"
+        ) from None
 
 
 def _truncate_rows(path: Path, max_env_steps: int, env_steps_of, header: str | None) -> None:
@@ -221,14 +255,22 @@ def _truncate_rows(path: Path, max_env_steps: int, env_steps_of, header: str | N
     kept = []
     if header is not None:
         if not lines or lines[0] != header:
-            raise ValueError(
+            raise MetricsFileError(
                 f"{path} has different columns than this run's metrics; "
                 f"refusing to resume into it (expected header {header!r})"
             )
         kept.append(lines[0])
         lines = lines[1:]
-    for line in lines:
-        if env_steps_of(line) > max_env_steps:
+    first = 2 if header is not None else 1
+    for number, line in enumerate(lines, start=first):
+        try:
+            steps = env_steps_of(line)
+        except (ValueError, KeyError, TypeError, IndexError):
+            raise MetricsFileError(
+                f"{path}, line {number}: its env_steps field cannot be read ({line[:80]!r}); "
+                "refusing to resume into it (fix or remove that line)"
+            ) from None
+        if steps > max_env_steps:
             break  # rows are in env-step order: everything after is newer too
         kept.append(line)
     _atomic_write_text(path, "".join(line + "\n" for line in kept))
