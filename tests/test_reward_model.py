@@ -272,8 +272,8 @@ def test_label_store_appends_reloads_and_survives_a_torn_last_line(tmp_path):
                                     "labeller": "oracle", "time": 1.0}
     assert [ls.preference_of(x) for x in ls.read_labels(path)] == [1.0, 0.5, None]
 
-    # A kill mid-write leaves a partial line: readers skip it, a resumed
-    # store drops it and appends after the last complete label.
+    # A kill mid-write leaves a partial line: readers skip it, and a resumed
+    # store keeps its bytes and appends the next label on a line of its own.
     with open(path, "ab") as f:
         f.write(b'{"v":1,"left":9,"ri')
     assert len(ls.read_labels(path)) == 3
@@ -282,7 +282,7 @@ def test_label_store_appends_reloads_and_survives_a_torn_last_line(tmp_path):
     resumed.append(9, 1, "right", "ana", timestamp=4.0)
     assert [(x.left, x.choice) for x in ls.read_labels(path)] == [
         (3, "left"), (8, "equal"), (5, "skip"), (9, "right")]
-    assert path.read_bytes().endswith(b"\n")
+    assert path.read_bytes().endswith(b"\n") and b'{"v":1,"left":9,"ri\n' in path.read_bytes()
     with pytest.raises(ValueError, match="choice"):
         resumed.append(1, 2, "both", "ana")
 

@@ -39,6 +39,10 @@ class Config(impala.Config):
 
     policy_lag: int = 0
     """Always 0 (A2C is on-policy; lagged actors are ``impala``)."""
+    entropy_cost: float = 0.01
+    """Weight of the entropy bonus (A2C's customary 0.01)."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm bound (A2C's customary 0.5)."""
 
     def validate(self) -> None:
         require(self.policy_lag == 0, "a2c", "policy_lag", self.policy_lag,

@@ -45,8 +45,9 @@ TORSOS = ("auto", "mlp", "minatar_cnn")
 @dataclasses.dataclass(frozen=True)
 class Config(AgentConfig):
     """PPO settings. Defaults are the classic CartPole configuration
-    (4 envs x 128 steps, 4 epochs, 4 minibatches, Adam 2.5e-4 annealed,
-    ε = 0.2, λ = 0.95), which the paper's Atari settings scale down to."""
+    (4 envs x 128 steps, 4 epochs, 4 minibatches, ε = 0.2, λ = 0.95), which
+    the paper's Atari settings scale down to, with Adam at 1e-3 annealed: with
+    it both objectives solve CartPole-v1 in 5·10^5 steps."""
 
     num_envs: int = 4
     """Parallel environments (vmapped)."""
@@ -56,8 +57,10 @@ class Config(AgentConfig):
     """Passes over each rollout."""
     num_minibatches: int = 4
     """Minibatches per epoch; must divide num_envs * rollout_len."""
-    learning_rate: float = 2.5e-4
-    """Adam step size (annealed linearly to 0 over total_steps if anneal_lr)."""
+    learning_rate: float = 1e-3
+    """Adam step size (annealed linearly to 0 over total_steps if anneal_lr). At
+    CleanRL's 2.5e-4 a KL per update far below kl_target halves the adaptive β
+    to nothing, and both objectives leave some CartPole seeds unsolved."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to zero over total_steps."""
     total_steps: int = 500_000

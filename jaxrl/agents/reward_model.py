@@ -420,6 +420,9 @@ class Config(ppo.Config):
     """rm-ppo settings: every PPO field, plus the reward model's and the
     preference loop's. Defaults fit CartPole-v1 with 1,000 synthetic labels."""
 
+    learning_rate: float = 2.5e-4
+    """Adam step size of the policy (annealed linearly to 0 over total_steps if
+    anneal_lr); rm-ppo's learned rewards were tuned at this rate."""
     labels: str = "synthetic"
     """Labeller: synthetic (oracle preferring the higher true return) | human."""
     label_budget: int = 1000
