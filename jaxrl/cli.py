@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an agent and write a run directory",
         description="Train ALGO on an environment; writes config.json, metrics.csv, "
         "checkpoints/, summary.json and curve.png to the run directory.",
+        epilog="jaxrl train ALGO --help also lists ALGO's settings (--set NAME=VALUE).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("algo", metavar="ALGO", help="algorithm, e.g. ppo")
     train.add_argument("--env", metavar="ID", help=f"environment id (default {DEFAULT_ENV})")
@@ -237,12 +239,24 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--port", type=_bounded(0, MAX_PORT), default=8765, help="port (default 8765; 0: any free)")
     label.add_argument("--labeller", metavar="NAME", help="name stored with each label (default $USER)")
     label.set_defaults(handler=_label)
+
+    config = commands.add_parser(
+        "config",
+        help="print an algorithm's settings and their defaults as --set flags",
+        description="Print every setting of ALGO with its default as a --set flag, "
+        "followed by its type and what it does.",
+    )
+    config.add_argument("algo", metavar="ALGO", help="algorithm, e.g. ppo")
+    config.set_defaults(handler=_config)
+    parser.train_parser = train
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxrl`` command; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _add_settings_to_train_help(parser, argv)
     if not getattr(warnings.formatwarning, "jaxrl", False):
         warnings.formatwarning = _jaxrl_warnings_in_one_line(warnings.formatwarning)
     try:
@@ -566,6 +580,33 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"  mean {result['eval_return_mean']:.6g} +- {result['eval_return_std']:.6g}")
     print(f"wrote {args.dir / 'eval.json'}")
     return 0
+
+
+# ---------------------------------------------------------------- config
+
+
+def _config(args: argparse.Namespace) -> int:
+    from jaxrl import agents, config
+
+    module = _check_input(lambda a: agents.get(a.algo), args)
+    print(f"# settings of {args.algo} and their defaults (jaxrl train {args.algo} --set NAME=VALUE)")
+    print(config.format_defaults(module.Config))
+    return 0
+
+
+def _add_settings_to_train_help(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``jaxrl train ALGO --help`` lists ALGO's settings after the flags."""
+    if len(argv) < 3 or argv[0] != "train" or not {"-h", "--help"} & set(argv):
+        return
+    algo = argv[1]
+    from jaxrl import agents, config
+
+    if algo.startswith("-") or algo not in agents.REGISTRY:
+        return
+    parser.train_parser.epilog = (
+        f"settings of {algo} (--set NAME=VALUE; defaults shown):\n"
+        + config.format_help(agents.get(algo).Config)
+    )
 
 
 # ---------------------------------------------------------------- label
