@@ -1,15 +1,14 @@
-"""The host side: chunked training equals one long scan, seeds, bit-exact
-resume, the run directory, sinks, plots and config parsing.
+"""The training loop (jaxrl.run.loop): chunked training equals one long scan,
+seeds, bit-exact resume and the run directory. Sinks and plots are
+test_run_sinks.py; config parsing is test_run_config_io.py.
 
 The training runs share one tiny fake agent and are module-scoped, so the
 whole file compiles a handful of small programs."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from typing import Literal, Optional
 
 import fake_agent
 import jax
@@ -20,7 +19,6 @@ from jaxrl import run
 from jaxrl.compilation import compiler_options
 from jaxrl.run import config_io, rundir
 from jaxrl.run.loop import make_init_fn
-from jaxrl.run.sinks import CSVSink, JSONLSink, MetricsChunk
 
 CONFIG = fake_agent.Config(num_envs=2, rollout_len=4, eval_max_steps=16)
 KEY = jax.random.PRNGKey(7)
@@ -304,176 +302,3 @@ def test_run_directory_contents(agent, uninterrupted):
         columns["episode_return"].reshape(ITERATIONS, SEEDS),
         uninterrupted.metrics["episode_return"],
     )
-
-
-# ------------------------------------------------------------------ sinks
-
-
-def make_chunk(first_iteration, n, seeds=2, steps_per_iteration=10):
-    iterations = np.arange(first_iteration, first_iteration + n)
-    return MetricsChunk(
-        env_steps=(iterations + 1) * steps_per_iteration,
-        metrics={
-            "loss": np.float32(0.1) * np.ones((n, seeds), np.float32),
-            "episode_return": np.tile(iterations[:, None], (1, seeds)).astype(np.float32) / 3,
-        },
-    )
-
-
-@pytest.mark.parametrize("sink_type", [CSVSink, JSONLSink])
-def test_sinks_truncate_on_resume(tmp_path, sink_type):
-    def write(path, chunks, resume_env_steps=None):
-        sink = sink_type(path)
-        sink.open(["loss", "episode_return"], 2, resume_env_steps)
-        for chunk in chunks:
-            sink.write(chunk)
-        sink.close()
-
-    whole, partial = tmp_path / "whole", tmp_path / "partial"
-    write(whole, [make_chunk(0, 3), make_chunk(3, 3)])
-    write(partial, [make_chunk(0, 3), make_chunk(3, 2)])
-    with open(partial, "a") as f:
-        f.write('{"env_steps": 6' if sink_type is JSONLSink else "60,0,0.3")
-    write(partial, [make_chunk(3, 3)], resume_env_steps=30)
-    assert partial.read_bytes() == whole.read_bytes()
-
-
-def test_csv_format(tmp_path):
-    sink = CSVSink(tmp_path / "m.csv")
-    sink.open(["loss", "episode_return"], 2, None)
-    sink.write(make_chunk(0, 1))
-    sink.close()
-    assert (tmp_path / "m.csv").read_text() == (
-        "env_steps,seed,episode_return,loss\n10,0,0.0,0.1\n10,1,0.0,0.1\n"
-    )
-
-
-def test_csv_resume_refuses_other_columns(tmp_path):
-    path = tmp_path / "m.csv"
-    path.write_text("env_steps,seed,episode_return,other\n")
-    sink = CSVSink(path)
-    with pytest.raises(ValueError, match="different columns"):
-        sink.open(["loss", "episode_return"], 2, 0)
-    assert path.read_text() == "env_steps,seed,episode_return,other\n"
-
-
-def test_plot_curves_from_columns(tmp_path):
-    steps = np.repeat(np.arange(1, 101) * 10, 3)
-    seeds = np.tile(np.arange(3), 100)
-    columns = {
-        "env_steps": steps,
-        "seed": seeds,
-        "episode_return": steps / 10.0 + seeds,
-        "episodes_completed": (steps % 20 == 0).astype(np.float32),
-    }
-    out = run.plot_curves(columns, tmp_path / "curve.png", title="test")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_recent_return_weights_by_completed_episodes():
-    from jaxrl.run.progress import recent_return
-
-    metrics = {
-        "episode_return": np.array([[0.0, 10.0], [30.0, 0.0]]),
-        "episodes_completed": np.array([[0.0, 1.0], [3.0, 0.0]]),
-    }
-    assert recent_return(metrics) == pytest.approx(25.0)
-    assert recent_return({**metrics, "episodes_completed": np.zeros((2, 2))}) is None
-
-
-def test_smoothing_weights_by_completed_episodes():
-    from jaxrl.run.plots import smoothed_returns
-
-    returns = np.array([0.0, 10.0, 0.0, 20.0])
-    episodes = np.array([0.0, 1.0, 0.0, 3.0])
-    curve = smoothed_returns(returns, episodes, window=4)
-    assert np.isnan(curve[0])
-    np.testing.assert_allclose(curve[1:], [10.0, 10.0, 17.5])
-
-
-# ------------------------------------------------------------------ config parsing
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    count: int = 1
-    rate: float = 0.1
-    flag: bool = False
-    name: str = "a"
-    sizes: tuple[int, ...] = (64, 64)
-    limit: Optional[int] = None  # noqa: UP045 (typing.Union is parsed too)
-    cap: float | None = None
-    mode: Literal["fast", "slow"] = "fast"
-
-
-@pytest.mark.parametrize(
-    "key, text, value",
-    [
-        ("count", "3", 3),
-        ("count", "1e6", 1_000_000),
-        ("rate", "3e-4", 3e-4),
-        ("flag", "true", True),
-        ("flag", "0", False),
-        ("flag", "Yes", True),
-        ("name", "b c", "b c"),
-        ("sizes", "32,16", (32, 16)),
-        ("sizes", "(8, 8, 8)", (8, 8, 8)),
-        ("limit", "none", None),
-        ("limit", "5", 5),
-        ("cap", "null", None),
-        ("cap", "2.5", 2.5),
-        ("mode", "slow", "slow"),
-    ],
-)
-def test_parse_overrides(key, text, value):
-    assert config_io.parse_overrides(Settings, {key: text}) == {key: value}
-
-
-@pytest.mark.parametrize(
-    "key, text, message",
-    [
-        ("count", "many", "invalid value for count: 'many' is not an int"),
-        ("count", "1.5", "is not an int"),
-        ("rate", "fast", "is not a float"),
-        ("flag", "maybe", "is not a bool"),
-        ("sizes", "64,x", "is not a comma-separated list of ints"),
-        ("mode", "medium", "is not one of 'fast', 'slow'"),
-    ],
-)
-def test_parse_overrides_rejects_wrong_types(key, text, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        config_io.parse_overrides(Settings, {key: text})
-
-
-def test_unknown_key_lists_closest_first():
-    with pytest.raises(ValueError) as error:
-        config_io.parse_overrides(Settings, {"rat": "1"})
-    message = str(error.value)
-    assert "unknown" in message and "'rat'" in message
-    assert message.index("rate") < message.index("count")
-
-
-def test_config_round_trips_through_json():
-    settings = Settings(sizes=(3, 4), limit=2, mode="slow")
-    saved = json.loads(json.dumps(config_io.config_to_dict(settings)))
-    assert config_io.config_from_dict(Settings, saved) == settings
-
-
-@pytest.mark.parametrize("make_key", [jax.random.PRNGKey, jax.random.key])
-def test_keys_round_trip_through_json(make_key):
-    key = make_key(3)
-    restored = config_io.key_from_json(json.loads(json.dumps(config_io.key_to_json(key))))
-    assert jax.random.normal(restored) == jax.random.normal(key)
-
-
-def test_tensorboard_sink(tmp_path):
-    pytest.importorskip("tensorboardX")
-    from jaxrl.run.sinks import TensorBoardSink
-
-    for first, resume_env_steps in ((0, None), (3, 30)):
-        sink = TensorBoardSink(tmp_path)
-        sink.open(["loss", "episode_return"], 2, resume_env_steps)
-        sink.write(make_chunk(first, 3))
-        sink.close()
-    # One event file per seed per session; a resume never replaces the first.
-    assert sorted(len(list((tmp_path / f"seed_{s}").iterdir())) for s in range(2)) == [2, 2]
