@@ -344,6 +344,158 @@ def test_bradley_terry_noise_may_be_traced():
 
 
 # --------------------------------------------------------------------------
+# Per-element forms: <loss>_per_element keeps the inputs' shape, <loss> is its mean
+
+
+def np_log_softmax(x):
+    x = np.float64(x) - np.max(x, -1, keepdims=True)
+    return x - np.log(np.sum(np.exp(x), -1, keepdims=True))
+
+
+def np_bradley_terry(left, right, pref, noise):
+    """Christiano et al. eq. 1 with the ε-random answer, one value per pair."""
+    p = 1.0 / (1.0 + np.exp(np.float64(right) - left))  # P[σ¹ ≻ σ²]
+    p_left, p_right = (1 - noise) * p + noise / 2, (1 - noise) * (1 - p) + noise / 2
+    return -(pref * np.log(p_left) + (1 - pref) * np.log(p_right))
+
+
+def per_element_cases(seed, shape=(5, 4)):
+    """(per-element kernel, mean kernel, args, NumPy reference per element), on [T, B]."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
+    old = f32(rng.normal(-1.0, 0.5, shape))
+    logp, adv = f32(old + rng.normal(0.0, 0.3, shape)), f32(rng.normal(size=shape))
+    kl, ent = f32(rng.random(shape) * 0.1), f32(rng.random(shape))
+    pred, target, old_v = (f32(rng.normal(scale=2.0, size=shape)) for _ in range(3))
+    pref = f32(rng.choice([0.0, 0.5, 1.0], size=shape))
+    logits, probs = f32(rng.normal(size=shape + (7,))), f32(rng.dirichlet(np.ones(7), size=shape))
+    eps, beta, delta, noise = 0.2, 0.7, 1.0, 0.1
+    ratio = np.exp(np.float64(logp) - old)
+    err = np.float64(pred) - target
+    v_clip = old_v + np.clip(np.float64(pred) - old_v, -eps, eps)
+    return {
+        "ppo_clip_loss": (
+            (logp, old, adv, eps),
+            -np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv),
+        ),
+        "kl_penalty_loss": ((logp, old, adv, kl, beta), -(ratio * adv - beta * kl)),
+        "policy_gradient_loss": ((logp, adv), -np.float64(logp) * adv),
+        "entropy_loss": ((ent,), -np.float64(ent)),
+        "squared_loss": ((pred, target), 0.5 * err**2),
+        "huber_loss": (
+            (pred, target, delta),
+            np.where(np.abs(err) <= delta, 0.5 * err**2, delta * (np.abs(err) - 0.5 * delta)),
+        ),
+        "clipped_value_loss": (
+            (pred, old_v, target, eps),
+            0.5 * np.maximum(err**2, (v_clip - target) ** 2),
+        ),
+        "categorical_td_loss": ((logits, probs), -np.sum(probs * np_log_softmax(logits), -1)),
+        "bradley_terry_loss": (
+            (pred, target, pref, noise),
+            np_bradley_terry(pred, target, pref, noise),
+        ),
+    }
+
+
+PER_ELEMENT_LOSSES = sorted(per_element_cases(0))
+
+
+@pytest.mark.parametrize("name", PER_ELEMENT_LOSSES)
+@given(seed=seeds)
+def test_per_element_losses_match_numpy_and_their_mean_is_the_old_loss(name, seed):
+    args, expected = per_element_cases(seed)[name]
+    per_element = getattr(ops, f"{name}_per_element")(*args)
+    assert per_element.shape == (5, 4)  # time-major [T, B] kept, nothing reduced
+    np.testing.assert_allclose(per_element, expected, rtol=1e-5, atol=1e-5)
+    # The public mean-reducing name is exactly the mean of the per-element values.
+    np.testing.assert_array_equal(getattr(ops, name)(*args), jnp.mean(per_element))
+
+
+@pytest.mark.parametrize("name", PER_ELEMENT_LOSSES)
+def test_per_element_losses_only_couple_each_element_to_its_own_inputs(name):
+    """Element i depends on input element i alone, so a weighted reduction
+    (importance weights, masks, ensemble members) weights each gradient."""
+    args, _ = per_element_cases(7, shape=(6,))[name]
+    fn = getattr(ops, f"{name}_per_element")
+    jac = np.asarray(jax.jacobian(fn)(*args))
+    if jac.ndim == 3:  # categorical: [B, B, atoms]
+        jac = np.abs(jac).sum(-1)
+    np.testing.assert_array_equal(jac[~np.eye(6, dtype=bool)], 0.0)
+    assert np.any(np.diag(jac) != 0.0)
+
+
+@pytest.fixture(scope="module")
+def rlax():
+    return pytest.importorskip("rlax")
+
+
+@given(seeds, st.sampled_from([0.5, 1.0, 2.0]))
+def test_value_losses_per_element_match_rlax(rlax, seed, delta):
+    pred, target = normal(seed, (5, 4), 2.0), normal(seed + 1, (5, 4), 2.0)
+    np.testing.assert_allclose(
+        ops.huber_loss_per_element(pred, target, delta),
+        rlax.huber_loss(pred - target, delta),
+        **TOL,
+    )
+    np.testing.assert_allclose(
+        ops.squared_loss_per_element(pred, target), rlax.l2_loss(pred, target), **TOL
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Rlax categorical_cross_entropy will be deprecated")
+@given(seeds)
+def test_ppo_clip_and_categorical_td_per_element_match_rlax(rlax, seed):
+    b = policy_batch(seed)
+    ratio = jnp.exp(b["log_probs"] - b["old_log_probs"])
+    # rlax reduces over its batch, so a batch of one gives its per-sample value.
+    one = lambda r, a: rlax.clipped_surrogate_pg_loss(r[None], a[None], 0.2)  # noqa: E731
+    np.testing.assert_allclose(
+        ops.ppo_clip_loss_per_element(b["log_probs"], b["old_log_probs"], b["advantages"], 0.2),
+        jax.vmap(one)(ratio, b["advantages"]),
+        **TOL,
+    )
+    _, target = random_target_distribution(seed)
+    logits = normal(seed, target.shape)
+    np.testing.assert_allclose(
+        ops.categorical_td_loss_per_element(logits, target),
+        jax.vmap(rlax.categorical_cross_entropy)(target, logits),
+        **TOL,
+    )
+
+
+def test_per_element_targets_are_stop_gradiented():
+    b = policy_batch(4)
+    lp, old, adv = b["log_probs"], b["old_log_probs"], b["advantages"]
+    total = lambda fn: lambda *a: jnp.sum(fn(*a))  # noqa: E731
+    for fn, args, frozen in [
+        (ops.ppo_clip_loss_per_element, (lp, old, adv, 0.2), (1, 2)),
+        (ops.kl_penalty_loss_per_element, (lp, old, adv, b["kl"], 0.5), (1, 2, 4)),
+        (ops.policy_gradient_loss_per_element, (lp, adv), (1,)),
+        (ops.squared_loss_per_element, (lp, adv), (1,)),
+        (ops.huber_loss_per_element, (lp, adv, 1.0), (1,)),
+        (ops.clipped_value_loss_per_element, (lp, old, adv, 0.2), (1, 2)),
+        (ops.bradley_terry_loss_per_element, (lp, adv, np.full(32, 0.5, np.float32)), (2,)),
+    ]:
+        grads = jax.grad(total(fn), argnums=frozen)(*args)
+        for g in grads:
+            np.testing.assert_array_equal(g, 0.0, err_msg=fn.__name__)
+
+
+def test_bradley_terry_per_element_over_an_ensemble_with_traced_noise():
+    """[members, pairs] returns, one loss per member and pair, ε swept in a vmap."""
+    rng = np.random.default_rng(3)
+    left, right = (rng.normal(scale=3.0, size=(3, 8)).astype(np.float32) for _ in range(2))
+    pref = np.broadcast_to(rng.choice([0.0, 0.5, 1.0], size=8).astype(np.float32), (3, 8))
+    noises = jnp.array([0.0, 0.1, 0.3])
+    per_noise = lambda e: ops.bradley_terry_loss_per_element(left, right, pref, e)  # noqa: E731
+    swept = jax.jit(jax.vmap(per_noise))(noises)
+    assert swept.shape == (3, 3, 8)
+    for i, e in enumerate([0.0, 0.1, 0.3]):
+        np.testing.assert_allclose(swept[i], np_bradley_terry(left, right, pref, e), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------
 # Gradient clipping with a traced threshold
 
 

@@ -227,9 +227,9 @@ def scalar_q_value(critic_out: jax.Array) -> jax.Array:
 
 def scalar_td_loss(critic_out, target_out, reward, discount):
     """½(Q(s, a) − y)² with y = R + Γ·Q'(s', μ'(s')); priority |y − Q|."""
+    q = critic_out[..., 0]
     target = jax.lax.stop_gradient(reward + discount * target_out[..., 0])
-    td_error = target - critic_out[..., 0]
-    return 0.5 * jnp.square(td_error), jnp.abs(td_error)
+    return ops.squared_loss_per_element(q, target), jnp.abs(target - q)
 
 
 SCALAR_CRITIC = CriticSpec(num_outputs=1, q_value=scalar_q_value, td_loss=scalar_td_loss)

@@ -254,9 +254,8 @@ def bradley_terry_per_pair(model: RewardModel, ensemble, left: Segments, right: 
     """Bradley–Terry loss per member and pair, ``[size, N]``."""
     r_left = model.segment_returns(ensemble, left)
     r_right = model.segment_returns(ensemble, right)
-    one = lambda l, r, p: ops.bradley_terry_loss(l[None], r[None], p[None], noise)
-    per_member = jax.vmap(one)
-    return jax.vmap(per_member, in_axes=(0, 0, None))(r_left, r_right, preference)
+    preference = jnp.broadcast_to(preference, r_left.shape)
+    return ops.bradley_terry_loss_per_element(r_left, r_right, preference, noise)
 
 
 def label_accuracy(model: RewardModel, ensemble, left: Segments, right: Segments,
