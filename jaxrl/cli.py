@@ -392,20 +392,31 @@ def _train_async(args: argparse.Namespace) -> int:
 
     from jaxrl.distributed import async_impala
     from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
+    from jaxrl.run.loop import TrainingDiverged
+
+    from jaxrl.run import preemption
 
     print(f"run directory: {args.out}", file=sys.stderr)
     try:
-        result = async_impala.train(
-            env_id, config, async_config, jax.random.PRNGKey(_pick(args.seed, DEFAULT_SEED)),
-            total_steps, env_kwargs=_parse_env_kwargs(args.env_set),
-            learner_devices=args.devices, out_dir=args.out, force=args.force,
-            checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
-            eval_episodes=_pick(args.eval_episodes, DEFAULT_EVAL_EPISODES),
-            progress=not args.no_progress,
-        )
+        with preemption.stop_on_signals(resume_hint=f"the last checkpoint is in {args.out}/checkpoints"):
+            result = async_impala.train(
+                env_id, config, async_config, jax.random.PRNGKey(_pick(args.seed, DEFAULT_SEED)),
+                total_steps, env_kwargs=_parse_env_kwargs(args.env_set),
+                learner_devices=args.devices, out_dir=args.out, force=args.force,
+                checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
+                eval_episodes=_pick(args.eval_episodes, DEFAULT_EVAL_EPISODES),
+                progress=not args.no_progress,
+            )
+    except preemption.Preempted as e:
+        print(f"jaxrl: {_one_line(e)} in {args.out}/checkpoints (async runs are not resumable)",
+              file=sys.stderr)
+        return preemption.EXIT_PREEMPTED
     except KeyboardInterrupt:
         print(f"\ninterrupted; the last checkpoint is in {args.out}/checkpoints", file=sys.stderr)
         return 130
+    except TrainingDiverged as e:
+        print(f"jaxrl: error: {_one_line(e)} (recorded in {args.out / 'summary.json'})", file=sys.stderr)
+        return DIVERGED
     print(f"run directory: {args.out}")
     _print_summary(result.summary)
     return 0

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from gymnax.environments import spaces
@@ -26,6 +27,7 @@ from jaxrl.agents import impala
 from jaxrl.cli import main
 from jaxrl.distributed import async_impala as ai
 from jaxrl.envs import gymnasium_env
+from jaxrl.run.loop import TrainingDiverged
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = impala.Config(num_envs=4, rollout_len=5, hidden_sizes=(16,), anneal_lr=False,
@@ -397,3 +399,31 @@ def test_cartpole_solved_with_gymnasium_on_the_host():
     result, evaluations, final = solve_with_two_actor_threads("gymnasium:CartPole-v1", LEARNING)
     assert np.mean(final) >= TARGET, evaluations
     assert result.env_steps <= LEARNING.total_steps
+
+
+def test_a_non_finite_learner_statistic_stops_the_run_unpublished(tmp_path, monkeypatch):
+    original = ai.make_update
+
+    def poisoned_make_update(learner, mesh):
+        update = original(learner, mesh)
+
+        def poisoned(params, opt_state, hparams, batch, version):
+            params, opt_state, stats = update(params, opt_state, hparams, batch, version)
+            if version >= 3:
+                stats = {**stats, "policy_loss": jnp.float32(jnp.nan)}
+            return params, opt_state, stats
+
+        return poisoned
+
+    monkeypatch.setattr(ai, "make_update", poisoned_make_update)
+    published = []
+    with pytest.raises(TrainingDiverged, match=r"metric 'policy_loss' is nan for seed 0 at env step"):
+        run(total_steps=4000, out_dir=tmp_path / "run", checkpoint_every_seconds=0.0,
+            on_update=lambda version, stats: published.append(version))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["failure"]["metric"] == "policy_loss"
+    assert published == [1, 2, 3]  # the poisoned fourth update never went out
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and "nan" in rows[-1]
+    saved = [int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]
+    assert saved and max(saved) <= 3

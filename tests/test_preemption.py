@@ -169,3 +169,27 @@ def test_a_stop_request_checkpoints_at_the_next_boundary_and_is_used_up(tmp_path
     result = jaxrl.run.train(agent, key, 32, out_dir=tmp_path / "run", resume=True,
                              eval_episodes=0, progress=False)
     assert result.summary["resumed_from_iteration"] == 1 and result.summary["iterations"] == 4
+
+
+def test_sigterm_to_an_async_impala_run_checkpoints_and_exits_143(tmp_path):
+    out = tmp_path / "async"
+    command = [sys.executable, "-m", "jaxrl", "train", "impala", "--async", "--out", str(out),
+               "--total-steps", "100000000", "--checkpoint-every", "0", "--eval-episodes", "0",
+               "--no-progress", "--set", "num_envs=2", "--set", "rollout_len=4",
+               "--set", "hidden_sizes=8"]
+    process = subprocess.Popen(command, env=_environ(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_a_checkpoint(process, out)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        seconds = time.monotonic() - signalled
+    finally:
+        process.kill()
+    assert process.returncode == preemption.EXIT_PREEMPTED, err
+    assert seconds < EXIT_BOUND_SECONDS
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("jaxrl: stopped by SIGTERM after iteration"), err
+    # The final checkpoint holds the update the stop announced.
+    assert f"after iteration {_saved_iterations(out)[-1]}," in last

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import queue
 import threading
 import time
@@ -53,6 +54,8 @@ from jaxrl.distributed.mesh import (
     replicated,
 )
 from jaxrl.envs import gymnasium_env
+from jaxrl.run import preemption
+from jaxrl.run.loop import TrainingDiverged
 
 POLL_SECONDS = 0.05
 """How long a blocked queue put/get or wait lasts before the stop event is checked again."""
@@ -464,11 +467,9 @@ def train(
             depth = trajectories.qsize()
             lags = [version - item.version for item in items]
             batch = concatenate([item.trajectory for item in items])
-            nonlocal_params, nonlocal_opt, stats = update(
+            new_params, new_opt, stats = update(
                 nonlocal_params, nonlocal_opt, hparams, batch, version)
-            store.publish(nonlocal_params, nonlocal_opt, version + 1)
             stats = {k: float(v) for k, v in jax.device_get(stats).items()}
-            lag_histogram.update(lags)
             elapsed = time.perf_counter() - start
             stats.update(
                 seconds=elapsed,
@@ -480,6 +481,13 @@ def train(
                 actor_env_steps_per_s=sum(actor_steps) / elapsed,
             )
             metrics_out.put(((version + 1) * steps_per_update, stats))
+            failure = _first_non_finite(stats, (version + 1) * steps_per_update)
+            if failure is not None:
+                # Never published, so never acted on or checkpointed.
+                raise TrainingDiverged(failure, out_dir, None)
+            nonlocal_params, nonlocal_opt = new_params, new_opt
+            store.publish(nonlocal_params, nonlocal_opt, version + 1)
+            lag_histogram.update(lags)
             if on_update is not None:
                 on_update(version + 1, stats)
             if stop_when is not None and stop_when(version + 1, nonlocal_params):
@@ -494,6 +502,7 @@ def train(
                                     name="impala-learner", daemon=True))
     history: list[tuple[int, dict]] = []
     interrupted = False
+    preempted_by = None
     bar = _progress(total_steps) if progress else None
     try:
         if rundir_ctx:
@@ -503,6 +512,9 @@ def train(
         last_checkpoint = time.perf_counter()
         while not stop.wait(POLL_SECONDS):
             _drain(metrics_out, history, rundir_ctx, bar)
+            preempted_by = preemption.stop_reason()
+            if preempted_by is not None:  # SIGTERM: checkpoint below, then stop
+                break
             if rundir_ctx and time.perf_counter() - last_checkpoint >= checkpoint_every_seconds:
                 rundir_ctx.checkpoint(store.snapshot())
                 last_checkpoint = time.perf_counter()
@@ -515,9 +527,11 @@ def train(
         _drain(metrics_out, history, rundir_ctx, bar)
         if bar is not None:
             bar.close()
-        if rundir_ctx and (errors or not (interrupted or finished.is_set())):
+        if rundir_ctx and (errors or not (interrupted or preempted_by or finished.is_set())):
             rundir_ctx.close()
     if errors:
+        if isinstance(errors[0][1], TrainingDiverged) and rundir_ctx:
+            rundir_ctx.record_failure(errors[0][1])
         raise errors[0][1]
     hanging = [t.name for t in threads if t.is_alive()]
     if hanging:
@@ -526,6 +540,11 @@ def train(
     final_params, final_opt, version = store.snapshot()
     if rundir_ctx:
         rundir_ctx.checkpoint((final_params, final_opt, version))
+    if preempted_by is not None:
+        preemption._consume_stop()
+        if rundir_ctx:
+            rundir_ctx.close()
+        raise preemption.Preempted(preempted_by, version, rundir_ctx is not None)
     elapsed = time.perf_counter() - start
     env_steps = version * steps_per_update
     throughput = {
@@ -589,6 +608,15 @@ def _columns(history: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
     columns = {"env_steps": np.array([s for s, _ in history], np.int64)}
     columns.update({n: np.array([m[n] for _, m in history], np.float32) for n in names})
     return columns
+
+
+def _first_non_finite(stats: dict[str, float], env_steps: int) -> dict[str, Any] | None:
+    """The first (by name) non-finite statistic of one update, as
+    :class:`TrainingDiverged` reports it; None if all are finite."""
+    bad = sorted(name for name, value in stats.items() if not math.isfinite(value))
+    if not bad:
+        return None
+    return {"metric": bad[0], "seed": 0, "env_steps": env_steps, "value": str(stats[bad[0]])}
 
 
 def _drain(metrics_out: queue.SimpleQueue, history: list, rundir_ctx, bar) -> None:
@@ -671,6 +699,17 @@ class _RunDir:
         state = {"params": params, "opt_state": opt_state,
                  "version": np.asarray(version, np.int32)}
         self.checkpointer.save(version, jax.device_get(state))
+
+    def record_failure(self, error: TrainingDiverged) -> None:
+        """summary.json of a run stopped by a non-finite learner statistic."""
+        from jaxrl.run import rundir
+
+        self.close()
+        rundir.write_json(self.path / rundir.SUMMARY, {
+            "algorithm": "impala", "mode": "async", "env_id": self.run_config["env_id"],
+            "env_steps": error.failure["env_steps"], "status": "diverged",
+            "failure": error.failure, "error": str(error),
+        })
 
     def finish(self, summary: dict) -> None:
         from jaxrl.run import plots, rundir
