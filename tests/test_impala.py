@@ -312,7 +312,7 @@ def test_config_errors_name_the_field(field, value):
 
 MULTI_DEVICE_SCRIPT = textwrap.dedent(
     """
-    import json, jax, jax.numpy as jnp, numpy as np
+    import json, warnings, jax, jax.numpy as jnp, numpy as np
     from jaxrl import envs
     from jaxrl.agents import impala
 
@@ -322,7 +322,9 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
     run = jax.jit(lambda s: jax.lax.scan(lambda s, _: agent.step(s), s, length=3))
     state = agent.init(jax.random.PRNGKey(0))
     mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    sharded = impala.shard_state(state, mesh)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sharded = impala.shard_state(state, mesh)
     one, _ = run(jax.device_put(state, jax.devices()[0]))
     two, _ = run(sharded)
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
@@ -343,6 +345,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
         "param_diff": diff,
         "all_reduce": "all-reduce" in hlo,
         "error": error,
+        "deprecated": [str(w.message) for w in caught if w.category is DeprecationWarning],
     }))
     """
 )
@@ -363,7 +366,9 @@ def test_learner_is_data_parallel_over_two_devices():
     assert out["params_replicated"] and out["params_devices"] == 2
     assert out["all_reduce"]
     assert out["param_diff"] < 1e-5
-    assert "num_envs=3" in out["error"] and "multiple of 2" in out["error"]
+    assert "num_envs=3" in out["error"] and "number of devices (2)" in out["error"]
+    # shard_state is the deprecated spelling of data_parallel's placement.
+    assert len(out["deprecated"]) == 1 and "data_parallel" in out["deprecated"][0]
 
 
 # ---------------------------------------------------------------- CLI

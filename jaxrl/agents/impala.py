@@ -34,9 +34,9 @@ The pieces that do not depend on where actors run (network, acting, the
 V-trace targets and the update on a :class:`Trajectory`) are built by
 :func:`make_learner`, so a threaded actor/learner split can reuse them.
 
-Several devices: :func:`shard_state` splits the environments (and so the
-actors' work and the learner's batch) over a device mesh and replicates the
-parameters; ``jax.jit(agent.step)`` on that state is then a data-parallel
+Several devices: ``jaxrl.distributed.data_parallel(agent, mesh)`` splits the
+environments (and so the actors' work and the learner's batch) over a device
+mesh and replicates the parameters; its ``step`` is then a data-parallel
 step in which XLA all-reduces the gradient, so every device applies the same
 update and the parameters stay identical everywhere.
 """
@@ -44,6 +44,7 @@ update and the parameters stay identical everywhere.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable
 
 import chex
@@ -54,6 +55,7 @@ from flax import struct
 
 from jaxrl import envs, ops
 from jaxrl.agents.base import Agent, AgentConfig, require
+from jaxrl.mesh import check_divisible, state_shardings
 from jaxrl.networks import ACTIVATIONS, ActorCritic
 from jaxrl.ops.counters import StepCounter
 
@@ -406,35 +408,23 @@ def behaviour_params(state: State, policy_lag: int) -> tuple[Any, jax.Array]:
 
 
 def shard_state(state: State, mesh: jax.sharding.Mesh, axis: str | None = None) -> State:
-    """``state`` placed on ``mesh`` for a data-parallel ``jax.jit(agent.step)``.
+    """Deprecated: use ``jaxrl.distributed.data_parallel(agent, mesh)``, which
+    places the state the same way inside ``init`` and ``step``.
 
-    The per-environment leaves (``env_state``, ``obs``: leading axis
-    ``num_envs``) are split over the mesh axis ``axis`` (default: its first),
-    so each device steps its own environments and computes the learner's
-    forward and backward pass on its share of the batch; everything else
-    (parameters, optimiser state, ring, rng, counters) is replicated. The loss
-    is a mean over the whole batch, so XLA inserts one all-reduce of the
-    gradient and every device applies the same update. ``mesh`` axes must be
-    of type ``AxisType.Auto`` (XLA's sharding propagation places the rest)::
-
-        mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-        state, metrics = jax.jit(agent.step)(impala.shard_state(agent.init(key), mesh))
+    ``state`` placed on ``mesh`` by :func:`jaxrl.mesh.state_shardings` (the rule
+    ``data_parallel`` uses): the per-environment leaves (``env_state``, ``obs``)
+    split over the mesh axis ``axis`` (default: its first), everything else
+    replicated, so ``jax.jit(agent.step)`` on it is a data-parallel step.
     """
-    axis = mesh.axis_names[0] if axis is None else axis
-    devices = mesh.shape[axis]
-    num_envs = state.obs.shape[0]
-    if num_envs % devices:
-        raise ValueError(
-            f"impala.Config.num_envs={num_envs} is invalid for a mesh axis {axis!r} of "
-            f"{devices} devices: expected a multiple of {devices}"
-        )
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    sharding = jax.tree.map(lambda _: replicated, state).replace(
-        env_state=jax.tree.map(lambda _: split, state.env_state),
-        obs=split,
+    warnings.warn(
+        "impala.shard_state is deprecated: use jaxrl.distributed.data_parallel(agent, mesh)",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    return jax.device_put(state, sharding)
+    axis = mesh.axis_names[0] if axis is None else axis
+    num_envs = state.obs.shape[0]
+    check_divisible("impala.Config.num_envs", num_envs, mesh, axis)
+    return jax.device_put(state, state_shardings(state, mesh, num_envs, axis=axis))
 
 
 def make(env, env_params, config: Config = Config()) -> Agent:

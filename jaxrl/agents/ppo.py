@@ -34,6 +34,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxrl import envs, ops
 from jaxrl.agents.base import Agent, AgentConfig, require
+from jaxrl.mesh import split_over_data_axis
 from jaxrl.networks import ACTIVATIONS, ActorCritic
 from jaxrl.ops.counters import StepCounter
 
@@ -399,7 +400,7 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
             lambda x: x[permutation].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
             data,
         )
-        minibatches = _split_over_data_axis(minibatches, batch_axis=1)
+        minibatches = split_over_data_axis(minibatches, batch_axis=1)
         (params, opt_state, _, _), stats = jax.lax.scan(
             update_minibatch, (params, opt_state, hp, kl_beta), minibatches
         )
@@ -499,18 +500,6 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
 def current_kl_beta(hparams: HParams, exponent: jax.Array) -> jax.Array:
     """β = hparams.kl_beta · 2^exponent (see ``State.kl_beta_exponent``)."""
     return hparams.kl_beta * jnp.exp2(exponent)
-
-
-def _split_over_data_axis(tree, batch_axis: int):
-    """Pins ``batch_axis`` of every leaf to the mesh's ``"data"`` axis when traced
-    under a mesh context (``jaxrl.distributed.data_parallel`` sets one), so each
-    device computes the gradient of its share of a minibatch and XLA all-reduces
-    the sum. Without such a mesh (one device) it returns ``tree`` unchanged."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or "data" not in mesh.axis_names:
-        return tree
-    spec = jax.sharding.PartitionSpec(*([None] * batch_axis), "data")
-    return jax.lax.with_sharding_constraint(tree, spec)
 
 
 def _explained_variance(values: jax.Array, returns: jax.Array) -> jax.Array:

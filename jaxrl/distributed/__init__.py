@@ -1,7 +1,8 @@
-"""Scaling out: device meshes, data-parallel learner steps, multi-host start-up
-and the asynchronous actor/learner runtime (IMPALA)."""
+"""Scaling out: data-parallel learner steps, multi-host start-up and the
+asynchronous actor/learner runtime (IMPALA). The mesh helpers re-exported here
+live in :mod:`jaxrl.mesh`."""
 
-from jaxrl.distributed.mesh import (
+from jaxrl.mesh import (
     DATA_AXIS,
     batch_sharded,
     check_divisible,

@@ -19,17 +19,18 @@ How it works. There is no second implementation of the update: the wrapped
 ``jax.lax.with_sharding_constraint`` and XLA's SPMD partitioner does the rest.
 
 - Per-environment leaves (every leaf under ``env_state`` and ``obs`` whose
-  axis 0 (1 under a seeds vmap) is ``num_envs``) are split over the ``"data"``
-  axis: each device steps its share of the environments, so the rollout
-  ``[T, B, ...]`` is born sharded along ``B``.
+  axis 0 (1 under a seeds vmap) is ``num_envs``) are split over the data
+  axis (``jaxrl.mesh.DATA_AXIS``): each device steps its share of the
+  environments, so the rollout ``[T, B, ...]`` is born sharded along ``B``.
 - Everything else (parameters, optimiser state, rng, counters, metrics) is
   replicated.
-- ``step`` traces the agent's step under ``jax.sharding.use_abstract_mesh``, which lets
-  the agent pin its minibatches to the data axis too (PPO does this in
-  ``update_epoch``; without a mesh that pin is a no-op). Every loss is a mean
-  over the global minibatch, so the gradient of the sharded computation is a
-  per-device partial sum followed by one all-reduce that XLA inserts: each
-  device applies the same averaged update and the parameters stay identical.
+- ``step`` traces the agent's step under ``jax.sharding.use_abstract_mesh``,
+  which lets the agent pin its minibatches to the data axis too (PPO does
+  this with ``jaxrl.mesh.split_over_data_axis``; without a mesh that pin is a
+  no-op). Every loss is a mean over the global minibatch, so the gradient of
+  the sharded computation is a per-device partial sum followed by one
+  all-reduce that XLA inserts: each device applies the same averaged update
+  and the parameters stay identical.
 
 Because the partitioned program computes the same global function, DPPO on
 N devices gives the parameters of single-device PPO with the same global
@@ -49,16 +50,19 @@ import dataclasses
 from typing import Any
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from jaxrl.agents.base import Agent
-from jaxrl.distributed.mesh import DATA_AXIS, check_divisible, make_mesh
+from jaxrl.mesh import (
+    ENV_FIELDS,
+    PyTree,
+    check_divisible,
+    make_mesh,
+    replicated,
+    state_shardings,
+)
 
-PyTree = Any
-
-ENV_FIELDS = ("env_state", "obs")
-"""State fields that hold one entry per environment (PPO, IMPALA, A2C-style)."""
+__all__ = ["ENV_FIELDS", "data_parallel", "state_shardings", "validate"]
 
 
 def validate(agent: Agent, mesh: Mesh) -> None:
@@ -89,31 +93,6 @@ def validate(agent: Agent, mesh: Mesh) -> None:
             )
 
 
-def state_shardings(state: PyTree, mesh: Mesh, num_envs: int, batch_axis: int = 0) -> PyTree:
-    """A pytree of NamedShardings for ``state``: per-environment leaves split on
-    ``batch_axis`` over the data axis, the rest replicated.
-
-    ``batch_axis`` is 1 for states stacked over seeds (``jaxrl.run.train``).
-    A leaf under ``env_state``/``obs`` counts as per-environment when its
-    ``batch_axis`` has length ``num_envs``; anything else there (running
-    observation statistics, ...) is replicated. Shardings only place data, so
-    a misjudged leaf would cost communication, never correctness.
-    """
-    split = NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
-    whole = NamedSharding(mesh, PartitionSpec())
-
-    def per_env(x):
-        shape = np.shape(x)
-        return split if len(shape) > batch_axis and shape[batch_axis] == num_envs else whole
-
-    def place(path, x):
-        top = path[0]
-        name = getattr(top, "name", getattr(top, "key", None))
-        return per_env(x) if name in ENV_FIELDS else whole
-
-    return jax.tree_util.tree_map_with_path(place, state)
-
-
 def _constrain(state: PyTree, mesh: Mesh, num_envs: int) -> PyTree:
     # Inside jaxrl.run.train the state is vmapped over seeds: the batching rule
     # of with_sharding_constraint adds that axis unsharded, so batch_axis is 0
@@ -127,8 +106,8 @@ def data_parallel(agent: Agent, mesh: Mesh | int | None = None) -> Agent:
     Args:
       agent: an agent whose state has ``env_state``/``obs`` per environment
         (``ppo``, ``impala``).
-      mesh: a ``("data",)`` mesh from :func:`make_mesh`, or what ``make_mesh``
-        takes: an int (the first N local devices) or None (all devices of all
+      mesh: a one-axis (``DATA_AXIS``) mesh from :func:`make_mesh`, or what
+        ``make_mesh`` takes: an int (the first N local devices) or None (all devices of all
         processes).
 
     Raises ValueError, naming the field, when ``num_envs`` (or PPO's minibatch)
@@ -138,7 +117,7 @@ def data_parallel(agent: Agent, mesh: Mesh | int | None = None) -> Agent:
         mesh = make_mesh(mesh)
     validate(agent, mesh)
     num_envs = agent.config.num_envs
-    replicated = NamedSharding(mesh, PartitionSpec())
+    whole = replicated(mesh)
 
     def init(key: jax.Array, hparams: Any = None):
         return _constrain(agent.init(key, hparams), mesh, num_envs)
@@ -147,7 +126,7 @@ def data_parallel(agent: Agent, mesh: Mesh | int | None = None) -> Agent:
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             state, metrics = agent.step(_constrain(state, mesh, num_envs))
             metrics = jax.lax.with_sharding_constraint(
-                metrics, jax.tree.map(lambda _: replicated, metrics)
+                metrics, jax.tree.map(lambda _: whole, metrics)
             )
             return _constrain(state, mesh, num_envs), metrics
 

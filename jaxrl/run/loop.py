@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxrl.agents.base import MAX_INT, MAX_TOTAL_STEPS, Agent, check_schedule_span
 from jaxrl.compilation import compiler_options
-from jaxrl.distributed.mesh import make_mesh, replicate
+from jaxrl.mesh import make_mesh, replicate
 from jaxrl.run import preemption, rundir
 from jaxrl.run.checkpoint import (
     DEFAULT_CHECKPOINT_SECONDS,
