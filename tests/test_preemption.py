@@ -52,6 +52,18 @@ def _wait_for_a_checkpoint(process: subprocess.Popen, run: Path, seconds: float 
         time.sleep(0.01)
 
 
+def _sigterm_after_a_checkpoint(process: subprocess.Popen, run: Path) -> tuple[str, float]:
+    """SIGTERM once ``run`` holds a checkpoint; (stderr, seconds from signal to exit)."""
+    try:
+        _wait_for_a_checkpoint(process, run)
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        return err, time.monotonic() - signalled
+    finally:
+        process.kill()
+
+
 def test_sigterm_checkpoints_exits_143_and_the_resumed_run_is_bit_identical(tmp_path):
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
     process = subprocess.Popen(jaxrl_command("train", "fake", "--out", stopped, *ARGV),
@@ -60,14 +72,7 @@ def test_sigterm_checkpoints_exits_143_and_the_resumed_run_is_bit_identical(tmp_
     uninterrupted = subprocess.Popen(jaxrl_command("train", "fake", "--out", whole, *ARGV),
                                      env=_environ(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_a_checkpoint(process, stopped)
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-        seconds = time.monotonic() - signalled
-    finally:
-        process.kill()
+    err, seconds = _sigterm_after_a_checkpoint(process, stopped)
     print(f"SIGTERM to exit: {seconds:.2f} s")
     assert process.returncode == preemption.EXIT_PREEMPTED == 143, err
     assert seconds < EXIT_BOUND_SECONDS
@@ -179,14 +184,7 @@ def test_sigterm_to_an_async_impala_run_checkpoints_and_exits_143(tmp_path):
                "--set", "hidden_sizes=8"]
     process = subprocess.Popen(command, env=_environ(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_a_checkpoint(process, out)
-        signalled = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-        seconds = time.monotonic() - signalled
-    finally:
-        process.kill()
+    err, seconds = _sigterm_after_a_checkpoint(process, out)
     assert process.returncode == preemption.EXIT_PREEMPTED, err
     assert seconds < EXIT_BOUND_SECONDS
     last = err.strip().splitlines()[-1]
