@@ -363,7 +363,7 @@ def _train_async(args: argparse.Namespace) -> int:
                    "--tensorboard": args.tensorboard}
     for flag, given in unsupported.items():
         if given:
-            raise UsageError(f"--async runs cannot be resumed" if flag == "--resume"
+            raise UsageError("--async runs cannot be resumed" if flag == "--resume"
                              else f"--async does not support {flag}")
     if args.seeds not in (None, 1):
         raise UsageError(f"--async trains one seed (threads, not vmap), got --seeds {args.seeds}")

@@ -1,14 +1,15 @@
-"""What a config's fields are, read from their one declaration.
+"""A config field is declared once: its type, default, doc, constraint and
+whether it is swept (a numeric leaf carried in the agent's state) or static
+(a shape), in the manner of rejax's ``struct.field(pytree_node=...)``::
 
-Each agent's ``Config`` is a frozen dataclass whose fields carry a type, a
-default and, on the line below, a docstring (CleanRL's convention)::
-
-    learning_rate: float = 1e-3
+    learning_rate: float = field(1e-3, check=positive, swept=True)
     \"\"\"Adam step size (annealed linearly to 0 over total_steps if anneal_lr).\"\"\"
 
-:func:`describe` reads all three from the class itself (the docstrings from
-its source, through the base classes), so ``jaxrl config ALGO`` and
-``jaxrl train ALGO --help`` print exactly what the code declares.
+From that one declaration, :class:`jaxrl.agents.base.AgentConfig` validates
+(:func:`check_fields`), builds the vmappable hyperparameters
+(:func:`hparams_class`), and :func:`describe` gives ``jaxrl config ALGO``
+and ``jaxrl train ALGO --help`` the type, default and doc (the docstring is
+read from the class's source, through its base classes).
 """
 
 from __future__ import annotations
@@ -20,7 +21,90 @@ import inspect
 import json
 import textwrap
 import typing
+from collections.abc import Callable
 from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A constraint on one field's value. ``allowed`` says in words what
+    passes; for ``int`` fields the word "number" reads "integer"."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+
+    def describe(self, annotation: Any) -> str:
+        if annotation is not int:
+            return self.allowed
+        return self.allowed.replace("a number", "an integer").replace("number", "integer")
+
+
+positive = Check(lambda v: v > 0, "a positive number")
+non_negative = Check(lambda v: v >= 0, "a number >= 0")
+unit_interval = Check(lambda v: 0 <= v <= 1, "a number in [0, 1]")
+sizes = Check(lambda v: len(v) > 0 and all(h > 0 for h in v),
+              "a non-empty tuple of positive integers")
+
+
+def one_of(*options: Any) -> Check:
+    return Check(lambda v: v in options, f"one of {options}")
+
+
+def at_least(low: float) -> Check:
+    return Check(lambda v: v >= low, f"a number >= {low}")
+
+
+def field(default: Any, *, check: Check | None = None, swept: bool = False) -> Any:
+    """A config field's declaration: its default, the :class:`Check` its value
+    must pass, and whether it is ``swept``: a numeric hyperparameter carried
+    in the state as a float32 leaf, so seeds and values of it vmap together
+    without recompiling (sizes and switches stay static)."""
+    return dataclasses.field(default=default, metadata={"check": check, "swept": swept})
+
+
+def check_fields(config: Any, algo: str) -> None:
+    """ValueError naming the first field whose value fails its declared check."""
+    from jaxrl.agents.base import require
+
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        check = f.metadata.get("check")
+        if check is not None:
+            value = getattr(config, f.name)
+            require(check.test(value), algo, f.name, value, check.describe(hints.get(f.name)))
+
+
+def swept_fields(config_cls: type) -> tuple[str, ...]:
+    """Names of the swept fields of ``config_cls``, in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("swept"))
+
+
+@functools.lru_cache(maxsize=None)
+def _hparams_class_of(names: tuple[str, ...]) -> type:
+    from flax import struct
+
+    cls = type("HParams", (), {
+        "__annotations__": dict.fromkeys(names, "jax.Array"),
+        "__doc__": "Numeric hyperparameters carried in the state (leaves may be batched). "
+                   "Every step reads them from the state.",
+        "field_names": staticmethod(lambda: names),
+    })
+    return struct.dataclass(cls)
+
+
+def hparams_class(config_cls: type) -> type:
+    """The pytree class of the swept fields of ``config_cls``: one class per
+    set of names, so a subclass config that sweeps the same fields (a2c of
+    impala, d4pg of ddpg) shares its base's."""
+    return _hparams_class_of(swept_fields(config_cls))
+
+
+def hparams_of(config: Any) -> Any:
+    """The swept fields of ``config`` as float32 arrays."""
+    import jax.numpy as jnp
+
+    names = swept_fields(type(config))
+    return hparams_class(type(config))(**{n: jnp.float32(getattr(config, n)) for n in names})
 
 
 @dataclasses.dataclass(frozen=True)

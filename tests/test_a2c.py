@@ -40,6 +40,24 @@ def test_config_errors_name_a2c_and_the_field(field, value):
         a2c.Config(**{field: value}).validate()
 
 
+
+def test_lagged_actors_are_refused_with_the_reason():
+    with pytest.raises(ValueError) as error:
+        a2c.Config(policy_lag=2).validate()
+    assert str(error.value) == (
+        "a2c.Config.policy_lag=2 is invalid: expected 0 (A2C acts with the learner's "
+        "parameters; use impala for lagged actors)")
+
+
+def test_hparams_are_impalas_class_with_a2cs_defaults():
+    # a2c redeclares entropy_cost and max_grad_norm; they must stay swept, in impala's order.
+    hparams = a2c.Config().hparams()
+    assert type(hparams) is a2c.HParams is impala.HParams
+    assert jax.tree_util.tree_structure(hparams) == jax.tree_util.tree_structure(
+        impala.Config().hparams())
+    assert (float(hparams.entropy_cost), float(hparams.max_grad_norm)) == (
+        np.float32(0.01), np.float32(0.5))
+
 @pytest.mark.slow
 def test_cli_trains_a2c_to_solve_cartpole(tmp_path):
     out = tmp_path / "run"

@@ -308,6 +308,32 @@ def test_config_errors_name_the_field(field, value):
         impala.Config(**{field: value}).validate()
 
 
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("rollout_len", 0, "a positive integer"),
+        ("policy_lag", -1, "an integer >= 0"),
+        ("rmsprop_eps", 0.0, "a positive number"),
+        ("baseline_cost", -0.5, "a number >= 0"),
+        ("vtrace_lambda", 1.5, "a number in [0, 1]"),
+        ("torso", "resnet", "one of ('auto', 'mlp', 'minatar_cnn')"),
+    ],
+)
+def test_config_errors_say_what_is_allowed(field, value, allowed):
+    with pytest.raises(ValueError) as error:
+        impala.Config(**{field: value}).validate()
+    assert str(error.value) == f"impala.Config.{field}={value!r} is invalid: expected {allowed}"
+
+
+def test_hparams_are_the_swept_fields_in_order():
+    hparams = impala.Config(gamma=0.9).hparams()
+    assert impala.HParams.field_names() == (
+        "learning_rate", "gamma", "baseline_cost", "entropy_cost", "clip_rho_threshold",
+        "clip_c_threshold", "clip_pg_rho_threshold", "vtrace_lambda", "max_grad_norm")
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(hparams))
+    assert float(hparams.gamma) == np.float32(0.9)
+
 # ---------------------------------------------------------------- several devices
 
 MULTI_DEVICE_SCRIPT = textwrap.dedent(

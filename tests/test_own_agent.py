@@ -95,7 +95,7 @@ def test_baseline_learns_the_probe_values(module, env_id, obs, expected):
     agent = module.make(env, env_params, module.Config(num_envs=8, rollout_len=8,
                                                        learning_rate=3e-3, ent_coef=0.0))
     hparams = jax.tree.map(lambda x: jnp.full(len(GAMMAS), x), agent.default_hparams())
-    hparams["gamma"] = jnp.asarray(GAMMAS)
+    hparams = hparams.replace(gamma=jnp.asarray(GAMMAS))
 
     def train(key, hp):
         return jax.lax.scan(lambda s, _: agent.step(s), agent.init(key, hp), length=300)[0]

@@ -189,6 +189,29 @@ def test_config_errors_name_the_field(field, value):
         ppo.Config(**{field: value}).validate()
 
 
+def test_config_error_message_names_value_and_allowed():
+    with pytest.raises(ValueError) as err:
+        ppo.Config(num_envs=3, rollout_len=5, num_minibatches=2).validate()
+    assert str(err.value) == ("ppo.Config.num_minibatches=2 is invalid: "
+                              "expected a divisor of num_envs * rollout_len = 15")
+    with pytest.raises(ValueError) as err:
+        ppo.Config(ent_coef=-0.5).validate()
+    assert str(err.value) == "ppo.Config.ent_coef=-0.5 is invalid: expected a number >= 0"
+
+
+def test_hparams_are_the_numeric_fields_in_order():
+    # The order is the pytree's: checkpoints and sweeps address leaves by it.
+    config = ppo.Config(learning_rate=3e-4, kl_beta=0.25)
+    hp = config.hparams()
+    names = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef",
+             "max_grad_norm", "kl_target", "kl_beta")
+    assert ppo.HParams.field_names() == names
+    assert isinstance(hp, ppo.HParams)
+    leaves = jax.tree.leaves(hp)
+    assert all(leaf.dtype == jnp.float32 and leaf.shape == () for leaf in leaves)
+    np.testing.assert_array_equal(leaves, np.float32([getattr(config, n) for n in names]))
+
+
 
 
 # ---------------------------------------------------------------- learning

@@ -13,6 +13,7 @@ import optax
 import pytest
 
 from jaxrl import envs
+from jaxrl.agents import ppo
 from jaxrl.agents import reward_model as rm
 
 # --------------------------------------------------------------- segments
@@ -225,6 +226,29 @@ def test_config_errors_name_the_field(field, value, words):
         dataclasses.replace(SMALL, **{field: value}).validate()
     for word in words:
         assert word in str(err.value)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("num_envs", 0), ("num_minibatches", 3), ("gamma", 1.5),  # PPO's checks
+    ("ensemble_size", 0), ("preference_noise", 1.0), ("segment_len", 64),  # rm-ppo's
+])
+def test_config_errors_name_rm_ppo(field, value):
+    with pytest.raises(ValueError) as err:
+        dataclasses.replace(SMALL, **{field: value}).validate()
+    assert str(err.value).startswith(f"rm-ppo.Config.{field}={value!r} is invalid: expected ")
+
+
+def test_hparams_nest_ppo_hparams():
+    config = dataclasses.replace(SMALL, learning_rate=5e-4, reward_learning_rate=2e-3,
+                                 preference_noise=0.1)
+    hp = config.hparams()
+    assert isinstance(hp.ppo, ppo.HParams)
+    jax.tree.map(np.testing.assert_array_equal, hp.ppo, config.ppo_config().hparams())
+    assert float(hp.ppo.learning_rate) == np.float32(5e-4)
+    own = ("reward_learning_rate", "preference_noise", "oracle_temperature", "oracle_tie_margin")
+    assert rm.OWN_SWEPT_FIELDS == own
+    assert [path[0].name for path, _ in jax.tree_util.tree_flatten_with_path(hp)[0][9:]] == list(own)
+    np.testing.assert_array_equal(jax.tree.leaves(hp)[9:], np.float32([2e-3, 0.1, 0.0, 0.0]))
 
 
 # --------------------------------------------------------------- learning

@@ -23,12 +23,16 @@ from __future__ import annotations
 import dataclasses
 
 from jaxrl.agents import impala
-from jaxrl.agents.base import Agent, require
+from jaxrl.agents.base import Agent
+from jaxrl.config import Check, field, non_negative, positive
 
 ACTION_SPACES = impala.ACTION_SPACES
 Trajectory = impala.Trajectory
 HParams = impala.HParams
 State = impala.State
+
+ON_POLICY = Check(lambda lag: lag == 0,
+                  "0 (A2C acts with the learner's parameters; use impala for lagged actors)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,17 +41,14 @@ class Config(impala.Config):
     thresholds are kept for a common interface but have no effect: on-policy,
     every importance weight is 1."""
 
-    policy_lag: int = 0
+    # A redeclared field replaces impala's declaration whole (check and swept too),
+    # so each restates them; it keeps its place in the field order (and HParams).
+    policy_lag: int = field(0, check=ON_POLICY)
     """Always 0 (A2C is on-policy; lagged actors are ``impala``)."""
-    entropy_cost: float = 0.01
+    entropy_cost: float = field(0.01, check=non_negative, swept=True)
     """Weight of the entropy bonus (A2C's customary 0.01)."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = field(0.5, check=positive, swept=True)
     """Global gradient-norm bound (A2C's customary 0.5)."""
-
-    def validate(self) -> None:
-        require(self.policy_lag == 0, "a2c", "policy_lag", self.policy_lag,
-                "0 (A2C acts with the learner's parameters; use impala for lagged actors)")
-        super().validate()
 
 
 def make(env, env_params, config: Config = Config()) -> Agent:

@@ -138,6 +138,20 @@ class AgentConfig:
             if field.name.endswith("learning_rate") and isinstance(checked, float | int):
                 require(0 < checked <= 1, algo, field.name, value, "a number in (0, 1]")
 
+    def validate(self) -> None:
+        """Raises ValueError naming the first field whose value fails its
+        declared check (:func:`jaxrl.config.field`). A Config with constraints
+        across fields overrides this, calling ``super().validate()`` first."""
+        from jaxrl.config import check_fields
+
+        check_fields(self, algorithm_name(type(self)))
+
+    def hparams(self) -> Any:
+        """The swept fields as float32 arrays (the vmappable part)."""
+        from jaxrl.config import hparams_of
+
+        return hparams_of(self)
+
 
 _INVALID = object()
 

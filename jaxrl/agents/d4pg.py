@@ -38,6 +38,7 @@ from jaxrl import ops
 from jaxrl.agents import ddpg
 from jaxrl.agents.base import Agent, config_requirer, require
 from jaxrl.agents.ddpg import HParams, State  # noqa: F401  (public names of this agent too)
+from jaxrl.config import at_least, field, positive
 
 ACTION_SPACES = ddpg.ACTION_SPACES
 
@@ -47,15 +48,16 @@ class Config(ddpg.Config):
     """D4PG settings: DDPG's fields (same meaning) with the paper's N-step,
     prioritised, many-actor defaults, and the categorical critic's support."""
 
-    num_envs: int = 8
+    # A redeclared field replaces its base's declaration whole, check included.
+    num_envs: int = field(8, check=positive)
     """Parallel actors (vmapped environments) filling one replay buffer."""
-    updates_per_step: int = 8
+    updates_per_step: int = field(8, check=positive)
     """Gradient updates per step (8 updates for 8 actors: one per env step)."""
-    n_step: int = 5
+    n_step: int = field(5, check=positive)
     """Rewards summed before bootstrapping (the paper's N = 5)."""
     prioritized: bool = True
     """Proportional prioritised replay."""
-    num_atoms: int = 51
+    num_atoms: int = field(51, check=at_least(2))
     """Atoms of the categorical critic."""
     v_min: float | None = None
     """Smallest atom; None derives it from the environment (:func:`return_bounds`).
@@ -66,7 +68,6 @@ class Config(ddpg.Config):
     def validate(self) -> None:
         super().validate()
         require = config_requirer(self)
-        require(isinstance(self.num_atoms, int) and self.num_atoms >= 2, "num_atoms", "an integer >= 2")
         if self.v_min is not None and self.v_max is not None:
             require(self.v_min < self.v_max, "v_min", f"a number below v_max = {self.v_max}")
 

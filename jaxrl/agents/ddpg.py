@@ -55,6 +55,9 @@ from flax import struct
 
 from jaxrl import envs, ops, replay
 from jaxrl.agents.base import Agent, AgentConfig, config_requirer
+from jaxrl.config import (
+    field, hparams_class, non_negative, one_of, positive, sizes, unit_interval,
+)
 from jaxrl.networks import ACTIVATIONS
 from jaxrl.ops.counters import StepCounter
 
@@ -66,98 +69,62 @@ NOISES = ("gaussian", "ou")
 class Config(AgentConfig):
     """DDPG settings (see the module docstring for where they depart from the paper)."""
 
-    num_envs: int = 1
+    num_envs: int = field(1, check=positive)
     """Parallel environments (vmapped); each step adds num_envs transitions."""
-    updates_per_step: int = 1
+    updates_per_step: int = field(1, check=positive)
     """Gradient updates (critic, actor, targets) per step once warm-up is over."""
-    batch_size: int = 256
+    batch_size: int = field(256, check=positive)
     """Minibatch size of each update."""
-    buffer_size: int = 1_000_000
+    buffer_size: int = field(1_000_000, check=positive)
     """Replay capacity in transitions (36 bytes each on Pendulum-v1)."""
-    warmup_steps: int = 10_000
+    warmup_steps: int = field(10_000, check=non_negative)
     """Env steps (over all envs) of uniformly random actions before updates start."""
-    total_steps: int = 500_000
+    total_steps: int = field(500_000, check=positive)
     """Env steps of the run (prioritised replay's β reaches 1 at the end)."""
-    actor_learning_rate: float = 1e-3
+    actor_learning_rate: float = field(1e-3, check=positive, swept=True)
     """Adam step size of the actor."""
-    critic_learning_rate: float = 1e-3
+    critic_learning_rate: float = field(1e-3, check=positive, swept=True)
     """Adam step size of the critic."""
-    critic_weight_decay: float = 0.0
+    critic_weight_decay: float = field(0.0, check=non_negative, swept=True)
     """L2 penalty coefficient on the critic's weights (the paper uses 1e-2)."""
-    gamma: float = 0.99
+    gamma: float = field(0.99, check=unit_interval, swept=True)
     """Discount factor γ."""
-    tau: float = 0.005
+    tau: float = field(0.005, check=unit_interval, swept=True)
     """Soft target update rate: θ' ← τθ + (1 − τ)θ'."""
-    noise: str = "gaussian"
+    noise: str = field("gaussian", check=one_of(*NOISES))
     """Exploration noise: gaussian | ou (Ornstein–Uhlenbeck, reset at episode ends)."""
-    noise_std: float = 0.1
+    noise_std: float = field(0.1, check=non_negative, swept=True)
     """σ of the exploration noise, in the [-1, 1] action scale."""
-    ou_theta: float = 0.15
+    ou_theta: float = field(0.15, check=unit_interval, swept=True)
     """Mean-reversion rate θ of the OU noise."""
-    n_step: int = 1
+    n_step: int = field(1, check=positive)
     """Rewards summed before bootstrapping (n-step returns)."""
     prioritized: bool = False
     """Proportional prioritised replay (Schaul et al.) instead of uniform."""
-    priority_alpha: float = 0.6
+    priority_alpha: float = field(0.6, check=non_negative, swept=True)
     """Priority exponent α of prioritised replay."""
-    priority_beta: float = 0.4
+    priority_beta: float = field(0.4, check=unit_interval, swept=True)
     """Importance-weight exponent β of prioritised replay at the start of the run."""
     priority_beta_anneal: bool = True
     """Anneal β linearly from priority_beta to 1 over total_steps (off: β stays constant)."""
-    priority_eps: float = 1e-6
+    priority_eps: float = field(1e-6, check=positive, swept=True)
     """Added to |TD error| so that no stored item has priority 0."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    hidden_sizes: tuple[int, ...] = field((256, 256), check=sizes)
     """Hidden layer sizes of the actor and the critic."""
-    activation: str = "relu"
+    activation: str = field("relu", check=one_of(*ACTIVATIONS))
     """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
 
     def validate(self) -> None:
-        """Raises ValueError naming the first field whose value is not allowed."""
+        """The declared checks, then the replay buffer must hold one step of every env."""
+        super().validate()
         require = config_requirer(self)
-        for name in ("num_envs", "updates_per_step", "batch_size", "buffer_size", "n_step",
-                     "total_steps"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, name, "a positive integer")
-        require(self.warmup_steps >= 0, "warmup_steps", "an integer >= 0")
         require(self.buffer_size >= self.num_envs, "buffer_size", f"at least num_envs = {self.num_envs}")
-        for name in ("actor_learning_rate", "critic_learning_rate", "priority_eps"):
-            require(getattr(self, name) > 0, name, "a positive number")
-        for name in ("critic_weight_decay", "noise_std", "priority_alpha"):
-            require(getattr(self, name) >= 0, name, "a number >= 0")
-        for name in ("gamma", "tau", "ou_theta", "priority_beta"):
-            require(0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
-        require(self.noise in NOISES, "noise", f"one of {NOISES}")
-        require(self.activation in ACTIVATIONS, "activation", f"one of {tuple(ACTIVATIONS)}")
-        require(
-            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
-            "hidden_sizes", "a non-empty tuple of positive integers",
-        )
-
-    def hparams(self) -> "HParams":
-        """The numeric hyperparameters as float32 arrays (the vmappable part)."""
-        return HParams(**{f: jnp.float32(getattr(self, f)) for f in HParams.field_names()})
 
 
-@struct.dataclass
-class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched).
-    Every step reads them from the state: a value changed between steps
-    applies from the next update on."""
-
-    actor_learning_rate: jax.Array
-    critic_learning_rate: jax.Array
-    critic_weight_decay: jax.Array
-    gamma: jax.Array
-    tau: jax.Array
-    noise_std: jax.Array
-    ou_theta: jax.Array
-    priority_alpha: jax.Array
-    priority_beta: jax.Array
-    priority_eps: jax.Array
-
-    @staticmethod
-    def field_names() -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(HParams))
+# The swept fields, carried in the state (leaves may be batched). Every step
+# reads them from the state: a value changed between steps applies from the
+# next update on.
+HParams = hparams_class(Config)
 
 
 # --------------------------------------------------------------------------- networks

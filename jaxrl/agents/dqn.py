@@ -43,6 +43,7 @@ from flax import struct
 
 from jaxrl import envs, ops, replay
 from jaxrl.agents.base import Agent, AgentConfig, config_requirer
+from jaxrl.config import Check, field, hparams_class, non_negative, one_of, positive, unit_interval
 from jaxrl.networks import ACTIVATIONS
 from jaxrl.ops.counters import StepCounter
 
@@ -50,94 +51,68 @@ ACTION_SPACES = ("discrete",)
 TARGET_UPDATES = ("hard", "soft")
 
 
+# Unlike config.sizes, an empty tuple is allowed: a Q function linear in the observation.
+hidden_layer_sizes = Check(lambda v: all(h > 0 for h in v), "a tuple of positive integers")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(AgentConfig):
     """DQN settings (CartPole-sized defaults; see the module docstring)."""
 
-    num_envs: int = 4
+    num_envs: int = field(4, check=positive)
     """Parallel environments (vmapped)."""
-    rollout_len: int = 2
+    rollout_len: int = field(2, check=positive)
     """Environment steps per environment per iteration."""
-    updates_per_step: int = 1
+    updates_per_step: int = field(1, check=positive)
     """Gradient updates per iteration once learning has started."""
-    batch_size: int = 128
+    batch_size: int = field(128, check=positive)
     """Minibatch size of each update."""
-    buffer_size: int = 50_000
+    buffer_size: int = field(50_000, check=positive)
     """Replay capacity in transitions."""
-    learning_starts: int = 10_000
+    learning_starts: int = field(10_000, check=non_negative)
     """Env steps (over all envs) before the first update."""
-    total_steps: int = 500_000
+    total_steps: int = field(500_000, check=positive)
     """Env steps of the run (the ε schedule spans a fraction of them)."""
-    learning_rate: float = 2.5e-4
+    learning_rate: float = field(2.5e-4, check=positive, swept=True)
     """Adam step size."""
-    gamma: float = 0.99
+    gamma: float = field(0.99, check=unit_interval, swept=True)
     """Discount factor γ."""
     double_dqn: bool = True
     """Double-DQN targets (online argmax, target evaluation) instead of max over Q'."""
-    target_update: str = "hard"
+    target_update: str = field("hard", check=one_of(*TARGET_UPDATES))
     """Target network update: hard (copy every target_update_period updates) | soft (Polyak, tau)."""
-    target_update_period: int = 50
+    target_update_period: int = field(50, check=positive)
     """Updates between hard target copies."""
-    tau: float = 0.005
+    tau: float = field(0.005, check=unit_interval, swept=True)
     """Soft target update rate θ' ← τθ + (1 − τ)θ' (target_update=soft)."""
-    epsilon_start: float = 1.0
+    epsilon_start: float = field(1.0, check=unit_interval, swept=True)
     """ε at the start of training."""
-    epsilon_end: float = 0.05
+    epsilon_end: float = field(0.05, check=unit_interval, swept=True)
     """ε after the decay."""
-    exploration_fraction: float = 0.5
+    exploration_fraction: float = field(0.5, check=unit_interval, swept=True)
     """Fraction of total_steps over which ε decays linearly."""
-    huber_delta: float = 1000.0
+    huber_delta: float = field(1000.0, check=positive, swept=True)
     """δ of the Huber loss. The paper's δ = 1 assumes rewards clipped to ±1. On
     CartPole-v1 with Adam, δ = 1 and 10 made Q diverge and δ = 100 collapsed
     after 2·10^5 steps in our runs (2 seeds each); δ = 1000, a squared loss in
     practice, with max_grad_norm bounding the step, reached 475."""
-    max_grad_norm: float = 10.0
+    max_grad_norm: float = field(10.0, check=positive, swept=True)
     """Global gradient-norm bound."""
-    hidden_sizes: tuple[int, ...] = (120, 84)
+    hidden_sizes: tuple[int, ...] = field((120, 84), check=hidden_layer_sizes)
     """Hidden layer sizes of the Q network (empty: linear in the observation)."""
-    activation: str = "relu"
+    activation: str = field("relu", check=one_of(*ACTIVATIONS))
     """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
 
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
+        super().validate()
         require = config_requirer(self)
-        for name in ("num_envs", "rollout_len", "updates_per_step", "batch_size", "buffer_size",
-                     "total_steps", "target_update_period"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, name, "a positive integer")
-        require(self.learning_starts >= 0, "learning_starts", "an integer >= 0")
         require(self.buffer_size >= self.num_envs, "buffer_size", f"at least num_envs = {self.num_envs}")
-        for name in ("learning_rate", "huber_delta", "max_grad_norm"):
-            require(getattr(self, name) > 0, name, "a positive number")
-        for name in ("gamma", "tau", "epsilon_start", "epsilon_end", "exploration_fraction"):
-            require(0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
-        require(self.target_update in TARGET_UPDATES, "target_update", f"one of {TARGET_UPDATES}")
-        require(self.activation in ACTIVATIONS, "activation", f"one of {tuple(ACTIVATIONS)}")
-        require(all(h > 0 for h in self.hidden_sizes), "hidden_sizes", "a tuple of positive integers")
-
-    def hparams(self) -> "HParams":
-        """The numeric hyperparameters as float32 arrays (the vmappable part)."""
-        return HParams(**{f: jnp.float32(getattr(self, f)) for f in HParams.field_names()})
 
 
-@struct.dataclass
-class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched).
-    Every step reads them from the state: a value changed between steps
-    applies from the next update on."""
-
-    learning_rate: jax.Array
-    gamma: jax.Array
-    tau: jax.Array
-    epsilon_start: jax.Array
-    epsilon_end: jax.Array
-    exploration_fraction: jax.Array
-    huber_delta: jax.Array
-    max_grad_norm: jax.Array
-
-    @staticmethod
-    def field_names() -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(HParams))
+# The swept fields of Config. Every step reads them from the state: a value
+# changed between steps applies from the next update on.
+HParams = hparams_class(Config)
 
 
 # --------------------------------------------------------------------------- pieces

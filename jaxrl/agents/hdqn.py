@@ -54,11 +54,13 @@ from jaxrl.agents.dqn import (
     TARGET_UPDATES,
     QNetwork,
     epsilon_greedy,
+    hidden_layer_sizes,
     linear_epsilon,
     masked_mean,
     q_loss,
     soft_update,
 )
+from jaxrl.config import field, hparams_class, non_negative, one_of, positive, unit_interval
 from jaxrl.networks import ACTIVATIONS
 from jaxrl.ops.counters import StepCounter
 
@@ -94,103 +96,68 @@ class Config(AgentConfig):
     Adam instead of RMSProp at the paper's 2.5e-4 is too slow for these small
     tasks, so 1e-3)."""
 
-    num_envs: int = 8
+    num_envs: int = field(8, check=positive)
     """Parallel environments (vmapped), each with its own current option."""
-    rollout_len: int = 1
+    rollout_len: int = field(1, check=positive)
     """Environment steps per environment per iteration."""
-    updates_per_step: int = 1
+    updates_per_step: int = field(1, check=positive)
     """Updates of each learner per iteration once learning has started."""
-    batch_size: int = 32
+    batch_size: int = field(32, check=positive)
     """Minibatch size of both learners."""
-    controller_buffer_size: int = 50_000
+    controller_buffer_size: int = field(50_000, check=positive)
     """Replay capacity of the controller (one transition per env step)."""
-    meta_buffer_size: int = 10_000
+    meta_buffer_size: int = field(10_000, check=positive)
     """Replay capacity of the meta-controller (one transition per option)."""
-    learning_starts: int = 1_000
+    learning_starts: int = field(1_000, check=non_negative)
     """Env steps (over all envs) before the first update."""
-    total_steps: int = 200_000
+    total_steps: int = field(200_000, check=positive)
     """Env steps of the run (informational for the CLI; schedules use the fields below)."""
-    learning_rate: float = 1e-3
+    learning_rate: float = field(1e-3, check=positive, swept=True)
     """Adam step size of both learners."""
-    meta_gamma: float = 0.99
+    meta_gamma: float = field(0.99, check=unit_interval, swept=True)
     """Discount per option of the meta-controller."""
-    controller_gamma: float = 0.99
+    controller_gamma: float = field(0.99, check=unit_interval, swept=True)
     """Discount per step of the controller."""
     double_dqn: bool = True
     """Double-DQN targets for both learners."""
-    target_update: str = "hard"
+    target_update: str = field("hard", check=one_of(*TARGET_UPDATES))
     """Target networks: hard (copy every target_update_period updates) | soft (tau)."""
-    target_update_period: int = 100
+    target_update_period: int = field(100, check=positive)
     """Updates between hard target copies."""
-    tau: float = 0.005
+    tau: float = field(0.005, check=unit_interval, swept=True)
     """Soft target update rate."""
-    meta_epsilon_start: float = 1.0
+    meta_epsilon_start: float = field(1.0, check=unit_interval, swept=True)
     """ε₂ of the meta-controller at the start."""
-    epsilon_end: float = 0.1
+    epsilon_end: float = field(0.1, check=unit_interval, swept=True)
     """Final ε of the meta-controller and floor of the controller's ε₁,g."""
-    meta_exploration_steps: int = 50_000
+    meta_exploration_steps: int = field(50_000, check=positive, swept=True)
     """Env steps over which ε₂ decays linearly."""
-    controller_epsilon_decay: float = 1 / 2000
+    controller_epsilon_decay: float = field(1 / 2000, check=unit_interval, swept=True)
     """Decrease of ε₁,g per option that pursued goal g."""
-    success_rate_momentum: float = 0.01
+    success_rate_momentum: float = field(0.01, check=unit_interval, swept=True)
     """Weight of each finished option in goal g's running success rate."""
-    max_option_steps: int = 20
+    max_option_steps: int = field(20, check=positive)
     """Steps after which an option times out."""
-    huber_delta: float = 1.0
+    huber_delta: float = field(1.0, check=positive, swept=True)
     """δ of the Huber loss."""
-    max_grad_norm: float = 10.0
+    max_grad_norm: float = field(10.0, check=positive, swept=True)
     """Global gradient-norm bound."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: tuple[int, ...] = field((64, 64), check=hidden_layer_sizes)
     """Hidden layers of both Q networks (empty: linear, tabular on one-hot observations)."""
-    activation: str = "relu"
+    activation: str = field("relu", check=one_of(*ACTIVATIONS))
     """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
 
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
+        super().validate()
         require = config_requirer(self)
-        for name in ("num_envs", "rollout_len", "updates_per_step", "batch_size",
-                     "controller_buffer_size", "meta_buffer_size", "total_steps",
-                     "target_update_period", "meta_exploration_steps", "max_option_steps"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, name, "a positive integer")
-        require(self.learning_starts >= 0, "learning_starts", "an integer >= 0")
         for name in ("controller_buffer_size", "meta_buffer_size"):
             require(getattr(self, name) >= self.num_envs, name, f"at least num_envs = {self.num_envs}")
-        for name in ("learning_rate", "huber_delta", "max_grad_norm"):
-            require(getattr(self, name) > 0, name, "a positive number")
-        for name in ("meta_gamma", "controller_gamma", "tau", "meta_epsilon_start", "epsilon_end",
-                     "controller_epsilon_decay", "success_rate_momentum"):
-            require(0 <= getattr(self, name) <= 1, name, "a number in [0, 1]")
-        require(self.target_update in TARGET_UPDATES, "target_update", f"one of {TARGET_UPDATES}")
-        require(self.activation in ACTIVATIONS, "activation", f"one of {tuple(ACTIVATIONS)}")
-        require(all(h > 0 for h in self.hidden_sizes), "hidden_sizes", "a tuple of positive integers")
-
-    def hparams(self) -> "HParams":
-        """The numeric hyperparameters as float32 arrays (the vmappable part)."""
-        return HParams(**{f: jnp.float32(getattr(self, f)) for f in HParams.field_names()})
 
 
-@struct.dataclass
-class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched).
-    Every step reads them from the state: a value changed between steps
-    applies from the next update on."""
-
-    learning_rate: jax.Array
-    meta_gamma: jax.Array
-    controller_gamma: jax.Array
-    tau: jax.Array
-    meta_epsilon_start: jax.Array
-    epsilon_end: jax.Array
-    meta_exploration_steps: jax.Array
-    controller_epsilon_decay: jax.Array
-    success_rate_momentum: jax.Array
-    huber_delta: jax.Array
-    max_grad_norm: jax.Array
-
-    @staticmethod
-    def field_names() -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(HParams))
+# The swept fields of Config. Every step reads them from the state: a value
+# changed between steps applies from the next update on.
+HParams = hparams_class(Config)
 
 
 @struct.dataclass

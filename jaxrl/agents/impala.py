@@ -54,7 +54,8 @@ import optax
 from flax import struct
 
 from jaxrl import envs, ops
-from jaxrl.agents.base import Agent, AgentConfig, require
+from jaxrl.agents.base import Agent, AgentConfig
+from jaxrl.config import field, hparams_class, non_negative, one_of, positive, sizes, unit_interval
 from jaxrl.mesh import check_divisible, state_shardings
 from jaxrl.networks import ACTIVATIONS, ActorCritic
 from jaxrl.ops.counters import StepCounter
@@ -73,97 +74,54 @@ class Config(AgentConfig):
     steps, entropy cost 0.001), which solve CartPole-v1 with policy_lag=4
     inside 10^6 env steps (benchmarks/README.md has the seed counts)."""
 
-    num_envs: int = 8
+    num_envs: int = field(8, check=positive)
     """Parallel environments of the actors (vmapped); the learner's batch size."""
-    rollout_len: int = 20
+    rollout_len: int = field(20, check=positive)
     """Unroll length n: environment steps per environment per iteration."""
-    policy_lag: int = 4
+    policy_lag: int = field(4, check=non_negative)
     """Learner updates by which the actors' parameters trail the learner's (0: synchronous)."""
-    correction: str = "vtrace"
+    correction: str = field("vtrace", check=one_of(*CORRECTIONS))
     """Off-policy correction: vtrace | none (importance weights ignored, ρ = c = 1)."""
-    learning_rate: float = 1e-3
+    learning_rate: float = field(1e-3, check=positive, swept=True)
     """Optimiser step size (annealed linearly to 0 over total_steps if anneal_lr)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to zero over total_steps."""
-    total_steps: int = 1_000_000
+    total_steps: int = field(1_000_000, check=positive)
     """Environment steps the annealing schedule spans (the run's length)."""
-    optimizer: str = "adam"
+    optimizer: str = field("adam", check=one_of(*OPTIMIZERS))
     """adam | rmsprop (the paper's: decay 0.99, momentum 0, ε = rmsprop_eps)."""
-    rmsprop_eps: float = 0.01
+    rmsprop_eps: float = field(0.01, check=positive)
     """RMSProp ε (Table G.1)."""
-    gamma: float = 0.99
+    gamma: float = field(0.99, check=unit_interval, swept=True)
     """Discount factor γ."""
-    baseline_cost: float = 0.5
+    baseline_cost: float = field(0.5, check=non_negative, swept=True)
     """Weight of the baseline (value) loss."""
-    entropy_cost: float = 0.001
+    entropy_cost: float = field(0.001, check=non_negative, swept=True)
     """Weight of the entropy bonus. The paper's 0.01 is tuned for Atari's
     clipped rewards; on CartPole's returns it holds the policy near uniform."""
-    clip_rho_threshold: float = 1.0
+    clip_rho_threshold: float = field(1.0, check=positive, swept=True)
     """ρ̄: truncation of the importance weights in the V-trace target."""
-    clip_c_threshold: float = 1.0
+    clip_c_threshold: float = field(1.0, check=positive, swept=True)
     """c̄: truncation of the trace coefficients (the paper assumes ρ̄ >= c̄)."""
-    clip_pg_rho_threshold: float = 1.0
+    clip_pg_rho_threshold: float = field(1.0, check=positive, swept=True)
     """ρ̄ of the policy-gradient advantages."""
-    vtrace_lambda: float = 1.0
+    vtrace_lambda: float = field(1.0, check=unit_interval, swept=True)
     """λ of Remark 2 (c_i = λ·min(c̄, π/μ))."""
-    max_grad_norm: float = 40.0
+    max_grad_norm: float = field(40.0, check=positive, swept=True)
     """Global gradient-norm bound (the paper's). A tight bound such as 0.5 lets
     the value loss's large gradients crowd the policy's out of the clipped
     update, and lagged-actor runs on CartPole-v1 stall."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: tuple[int, ...] = field((64, 64), check=sizes)
     """Hidden layer sizes of the actor and critic torsos."""
-    activation: str = "tanh"
+    activation: str = field("tanh", check=one_of(*ACTIVATIONS))
     """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
-    torso: str = "auto"
+    torso: str = field("auto", check=one_of(*TORSOS))
     """Network torso: auto (CNN for image observations) | mlp | minatar_cnn."""
 
-    def validate(self) -> None:
-        """Raises ValueError naming the first field whose value is not allowed."""
-        # Errors name the module of the config class (impala, or a2c for its subclass).
-        algo = type(self).__module__.rsplit(".", 1)[-1]
-        req = lambda ok, field, value, allowed: require(ok, algo, field, value, allowed)
-        for name in ("num_envs", "rollout_len", "total_steps"):
-            req(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
-        req(self.policy_lag >= 0, "policy_lag", self.policy_lag, "an integer >= 0")
-        req(self.correction in CORRECTIONS, "correction", self.correction, f"one of {CORRECTIONS}")
-        req(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
-        for name in ("learning_rate", "max_grad_norm", "rmsprop_eps", "clip_rho_threshold",
-                     "clip_c_threshold", "clip_pg_rho_threshold"):
-            req(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
-        for name in ("baseline_cost", "entropy_cost"):
-            req(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
-        for name in ("gamma", "vtrace_lambda"):
-            req(0 <= getattr(self, name) <= 1, name, getattr(self, name), "a number in [0, 1]")
-        req(self.torso in TORSOS, "torso", self.torso, f"one of {TORSOS}")
-        req(self.activation in ACTIVATIONS, "activation", self.activation,
-            f"one of {tuple(ACTIVATIONS)}")
-        req(
-            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
-            "hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers",
-        )
 
-    def hparams(self) -> "HParams":
-        """The numeric hyperparameters as float32 arrays (the vmappable part)."""
-        return HParams(**{f: jnp.float32(getattr(self, f)) for f in HParams.field_names()})
-
-
-@struct.dataclass
-class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched)."""
-
-    learning_rate: jax.Array
-    gamma: jax.Array
-    baseline_cost: jax.Array
-    entropy_cost: jax.Array
-    clip_rho_threshold: jax.Array
-    clip_c_threshold: jax.Array
-    clip_pg_rho_threshold: jax.Array
-    vtrace_lambda: jax.Array
-    max_grad_norm: jax.Array
-
-    @staticmethod
-    def field_names() -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(HParams))
+# Numeric hyperparameters carried in the state (leaves may be batched);
+# shared with a2c, whose Config sweeps the same fields.
+HParams = hparams_class(Config)
 
 
 class Trajectory(struct.PyTreeNode):

@@ -33,7 +33,8 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import envs, ops
-from jaxrl.agents.base import Agent, AgentConfig, require
+from jaxrl.agents.base import Agent, AgentConfig, config_requirer
+from jaxrl.config import field, hparams_class, non_negative, one_of, positive, sizes, unit_interval
 from jaxrl.mesh import split_over_data_axis
 from jaxrl.networks import ACTIVATIONS, ActorCritic
 from jaxrl.ops.counters import StepCounter
@@ -50,39 +51,39 @@ class Config(AgentConfig):
     the paper's Atari settings scale down to, with Adam at 1e-3 annealed: with
     it both objectives solve CartPole-v1 in 5·10^5 steps."""
 
-    num_envs: int = 4
+    num_envs: int = field(4, check=positive)
     """Parallel environments (vmapped)."""
-    rollout_len: int = 128
+    rollout_len: int = field(128, check=positive)
     """Environment steps per environment per iteration (T)."""
-    num_epochs: int = 4
+    num_epochs: int = field(4, check=positive)
     """Passes over each rollout."""
-    num_minibatches: int = 4
+    num_minibatches: int = field(4, check=positive)
     """Minibatches per epoch; must divide num_envs * rollout_len."""
-    learning_rate: float = 1e-3
+    learning_rate: float = field(1e-3, check=positive, swept=True)
     """Adam step size (annealed linearly to 0 over total_steps if anneal_lr). At
     CleanRL's 2.5e-4 a KL per update far below kl_target halves the adaptive β
     to nothing, and both objectives leave some CartPole seeds unsolved."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to zero over total_steps."""
-    total_steps: int = 500_000
+    total_steps: int = field(500_000, check=positive)
     """Environment steps the annealing schedule spans (the run's length)."""
-    gamma: float = 0.99
+    gamma: float = field(0.99, check=unit_interval, swept=True)
     """Discount factor γ."""
-    gae_lambda: float = 0.95
+    gae_lambda: float = field(0.95, check=unit_interval, swept=True)
     """GAE λ."""
-    clip_eps: float = 0.2
+    clip_eps: float = field(0.2, check=positive, swept=True)
     """Clipping range ε of the clipped surrogate (and of the value clip)."""
-    ent_coef: float = 0.01
+    ent_coef: float = field(0.01, check=non_negative, swept=True)
     """Entropy bonus coefficient."""
-    vf_coef: float = 0.5
+    vf_coef: float = field(0.5, check=non_negative, swept=True)
     """Value-loss coefficient."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = field(0.5, check=positive, swept=True)
     """Global gradient-norm bound."""
-    objective: str = "clip"
+    objective: str = field("clip", check=one_of(*OBJECTIVES))
     """Policy objective: clip | kl_adaptive | kl_fixed."""
-    kl_target: float = 0.01
+    kl_target: float = field(0.01, check=positive, swept=True)
     """d_targ of the adaptive KL penalty."""
-    kl_beta: float = 1.0
+    kl_beta: float = field(1.0, check=non_negative, swept=True)
     """KL coefficient β: constant (kl_fixed), or the base that kl_adaptive
     doubles and halves (β = kl_beta · 2^k); read every step, like every HParams field."""
     normalize_advantages: bool = True
@@ -91,69 +92,29 @@ class Config(AgentConfig):
     """Clip value updates to ±clip_eps around the rollout's values."""
     normalize_obs: bool = False
     """Normalise observations with running statistics held in the env state."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: tuple[int, ...] = field((64, 64), check=sizes)
     """Hidden layer sizes of the actor and critic torsos."""
-    activation: str = "tanh"
+    activation: str = field("tanh", check=one_of(*ACTIVATIONS))
     """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
-    torso: str = "auto"
+    torso: str = field("auto", check=one_of(*TORSOS))
     """Network torso: auto (CNN for image observations) | mlp | minatar_cnn."""
-    adam_eps: float = 1e-5
+    adam_eps: float = field(1e-5, check=positive)
     """Adam ε."""
 
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
-        for name in ("num_envs", "rollout_len", "num_epochs", "num_minibatches", "total_steps"):
-            _require(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
+        super().validate()
         batch = self.num_envs * self.rollout_len
-        _require(
+        config_requirer(self)(
             batch % self.num_minibatches == 0,
             "num_minibatches",
-            self.num_minibatches,
             f"a divisor of num_envs * rollout_len = {batch}",
         )
-        for name in ("learning_rate", "clip_eps", "max_grad_norm", "kl_target", "adam_eps"):
-            _require(getattr(self, name) > 0, name, getattr(self, name), "a positive number")
-        for name in ("ent_coef", "vf_coef", "kl_beta"):
-            _require(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
-        for name in ("gamma", "gae_lambda"):
-            _require(0 <= getattr(self, name) <= 1, name, getattr(self, name), "a number in [0, 1]")
-        _require(self.objective in OBJECTIVES, "objective", self.objective, f"one of {OBJECTIVES}")
-        _require(self.torso in TORSOS, "torso", self.torso, f"one of {TORSOS}")
-        _require(
-            self.activation in ACTIVATIONS, "activation", self.activation,
-            f"one of {tuple(ACTIVATIONS)}",
-        )
-        _require(
-            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
-            "hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers",
-        )
-
-    def hparams(self) -> "HParams":
-        """The numeric hyperparameters as float32 arrays (the vmappable part)."""
-        return HParams(**{f: jnp.float32(getattr(self, f)) for f in HParams.field_names()})
 
 
-def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
-    require(ok, "ppo", field, value, allowed)
-
-
-@struct.dataclass
-class HParams:
-    """Numeric hyperparameters carried in the state (leaves may be batched)."""
-
-    learning_rate: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    clip_eps: jax.Array
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    max_grad_norm: jax.Array
-    kl_target: jax.Array
-    kl_beta: jax.Array
-
-    @staticmethod
-    def field_names() -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(HParams))
+# Numeric hyperparameters carried in the state (leaves may be batched): the
+# swept fields of Config, in declaration order.
+HParams = hparams_class(Config)
 
 
 @struct.dataclass

@@ -52,7 +52,8 @@ from jax.experimental import io_callback
 
 from jaxrl import envs, ops
 from jaxrl.agents import ppo
-from jaxrl.agents.base import Agent
+from jaxrl.agents.base import Agent, config_requirer
+from jaxrl.config import Check, field, non_negative, one_of, positive, sizes, swept_fields
 from jaxrl.envs.wrappers import StepResult, Wrapper
 from jaxrl.networks import MLP
 
@@ -414,111 +415,90 @@ def recorded_trajectory(env_state) -> Trajectory:
 # --------------------------------------------------------------------------- #
 
 
+_fraction = Check(lambda v: 0 < v <= 1, "a number in (0, 1]")
+_noise = Check(lambda v: 0 <= v < 1, "a number in [0, 1)")
+_holdout = Check(lambda v: v == 0 or v >= 2, "0 (no held-out labels) or an integer >= 2")
+_seconds = Check(lambda v: v > 0, "a positive number of seconds")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config(ppo.Config):
     """rm-ppo settings: every PPO field, plus the reward model's and the
     preference loop's. Defaults fit CartPole-v1 with 1,000 synthetic labels."""
 
-    learning_rate: float = 2.5e-4
+    learning_rate: float = field(2.5e-4, check=positive, swept=True)
     """Adam step size of the policy (annealed linearly to 0 over total_steps if
     anneal_lr); rm-ppo's learned rewards were tuned at this rate."""
-    labels: str = "synthetic"
+    labels: str = field("synthetic", check=one_of(*LABELLERS))
     """Labeller: synthetic (oracle preferring the higher true return) | human."""
-    label_budget: int = 1000
+    label_budget: int = field(1000, check=positive)
     """Total labels a run may ask for."""
-    queries_per_iteration: int = 16
+    queries_per_iteration: int = field(16, check=positive)
     """Most queries labelled in one iteration (the schedule may ask fewer)."""
-    label_schedule: str = "decreasing"
+    label_schedule: str = field("decreasing", check=one_of(*LABEL_SCHEDULES))
     """uniform: budget spread evenly over the first label_fraction of the run;
     decreasing: cumulative labels ∝ sqrt(progress), more early (the paper
     lowers its label rate over time)."""
-    label_fraction: float = 1.0
+    label_fraction: float = field(1.0, check=_fraction)
     """Share of the run over which the label budget is spent (labels that keep
     coming late in the run keep the model right about the states a good
     policy visits: with 0.5, one CartPole seed in three fell back)."""
-    num_candidates: int = 64
+    num_candidates: int = field(64, check=positive)
     """Candidate pairs drawn per iteration for query selection."""
-    query_selection: str = "disagreement"
+    query_selection: str = field("disagreement", check=one_of(*QUERY_SELECTIONS))
     """disagreement (highest ensemble variance of P[σ¹ ≻ σ²]) | random."""
-    segment_len: int = 25
+    segment_len: int = field(25, check=positive)
     """Steps per segment (≤ rollout_len)."""
-    ensemble_size: int = 3
+    ensemble_size: int = field(3, check=positive)
     """Reward networks in the ensemble."""
-    reward_hidden_sizes: tuple[int, ...] = (64, 64)
+    reward_hidden_sizes: tuple[int, ...] = field((64, 64), check=sizes)
     """Hidden layers of each reward network."""
-    reward_learning_rate: float = 1e-3
+    reward_learning_rate: float = field(1e-3, check=positive, swept=True)
     """Adam step size of the reward model."""
-    reward_updates_per_iteration: int = 16
+    reward_updates_per_iteration: int = field(16, check=positive)
     """Bradley–Terry gradient steps per iteration."""
-    reward_batch_size: int = 32
+    reward_batch_size: int = field(32, check=positive)
     """Labelled pairs per member per gradient step (bootstrap-sampled)."""
-    preference_noise: float = 0.0
+    preference_noise: float = field(0.0, check=_noise, swept=True)
     """ε of the loss: assumed chance that a label is a random answer."""
-    reward_norm: str = "rms"
+    reward_norm: str = field("rms", check=one_of(*REWARD_NORMS))
     """rms (unit scale, sign kept) | standard (zero mean, unit std) | none."""
-    holdout_every: int = 5
+    holdout_every: int = field(5, check=_holdout)
     """Every k-th label is held out for label_accuracy (0: none)."""
-    oracle_temperature: float = 0.0
+    oracle_temperature: float = field(0.0, check=non_negative, swept=True)
     """Boltzmann temperature β of the synthetic oracle (0: always right)."""
-    oracle_tie_margin: float = 0.0
+    oracle_tie_margin: float = field(0.0, check=non_negative, swept=True)
     """Returns closer than this are labelled equal by the oracle."""
-    label_timeout: float = 3600.0
+    label_timeout: float = field(3600.0, check=_seconds)
     """labels=human: seconds to wait for one iteration's queries to be
     answered before the run stops (resume it once they are labelled)."""
 
     def validate(self) -> None:
         super().validate()
-        req = _require
-        req(self.labels in LABELLERS, "labels", self.labels, f"one of {LABELLERS}")
-        req(self.label_timeout > 0, "label_timeout", self.label_timeout, "a positive number of seconds")
-        for name in ("label_budget", "queries_per_iteration", "num_candidates", "segment_len",
-                     "ensemble_size", "reward_updates_per_iteration", "reward_batch_size"):
-            req(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
-        req(self.segment_len <= self.rollout_len, "segment_len", self.segment_len,
-            f"at most rollout_len = {self.rollout_len}")
+        req = config_requirer(self)
+        req(self.segment_len <= self.rollout_len, "segment_len", f"at most rollout_len = {self.rollout_len}")
         req(self.queries_per_iteration <= self.num_candidates, "queries_per_iteration",
-            self.queries_per_iteration, f"at most num_candidates = {self.num_candidates}")
-        req(self.query_selection in QUERY_SELECTIONS, "query_selection", self.query_selection,
-            f"one of {QUERY_SELECTIONS}")
-        req(self.label_schedule in LABEL_SCHEDULES, "label_schedule", self.label_schedule,
-            f"one of {LABEL_SCHEDULES}")
-        req(self.reward_norm in REWARD_NORMS, "reward_norm", self.reward_norm, f"one of {REWARD_NORMS}")
-        req(0 < self.label_fraction <= 1, "label_fraction", self.label_fraction, "a number in (0, 1]")
-        req(self.reward_learning_rate > 0, "reward_learning_rate", self.reward_learning_rate,
-            "a positive number")
-        req(0 <= self.preference_noise < 1, "preference_noise", self.preference_noise, "a number in [0, 1)")
-        for name in ("oracle_temperature", "oracle_tie_margin"):
-            req(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
-        req(self.holdout_every == 0 or self.holdout_every >= 2, "holdout_every", self.holdout_every,
-            "0 (no held-out labels) or an integer >= 2")
-        req(len(self.reward_hidden_sizes) > 0 and all(h > 0 for h in self.reward_hidden_sizes),
-            "reward_hidden_sizes", self.reward_hidden_sizes, "a non-empty tuple of positive integers")
+            f"at most num_candidates = {self.num_candidates}")
 
     def ppo_config(self) -> ppo.Config:
         return ppo.Config(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ppo.Config)})
 
     def hparams(self) -> "HParams":
-        return HParams(
-            ppo=self.ppo_config().hparams(),
-            reward_learning_rate=jnp.float32(self.reward_learning_rate),
-            preference_noise=jnp.float32(self.preference_noise),
-            oracle_temperature=jnp.float32(self.oracle_temperature),
-            oracle_tie_margin=jnp.float32(self.oracle_tie_margin),
-        )
+        """PPO's hyperparameters nested under ``ppo`` (what the policy learner
+        reads), then rm-ppo's own swept fields, as float32 arrays."""
+        return HParams(ppo=self.ppo_config().hparams(),
+                       **{n: jnp.float32(getattr(self, n)) for n in OWN_SWEPT_FIELDS})
 
 
-def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"rm_ppo.Config.{field}={value!r} is invalid: expected {allowed}")
+OWN_SWEPT_FIELDS = tuple(n for n in swept_fields(Config) if n not in swept_fields(ppo.Config))
+"""The swept fields rm-ppo declares beyond PPO's, in declaration order."""
 
-
-@struct.dataclass
-class HParams:
-    ppo: ppo.HParams
-    reward_learning_rate: jax.Array
-    preference_noise: jax.Array
-    oracle_temperature: jax.Array
-    oracle_tie_margin: jax.Array
+# Numeric hyperparameters carried in the state (leaves may be batched), nested
+# so that PPO's part passes to the policy learner as a whole.
+HParams = struct.dataclass(type("HParams", (), {
+    "__annotations__": {"ppo": "ppo.HParams", **dict.fromkeys(OWN_SWEPT_FIELDS, "jax.Array")},
+    "__module__": __name__,
+}))
 
 
 @struct.dataclass
