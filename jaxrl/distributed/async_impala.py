@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import queue
 import threading
 import time
@@ -40,7 +39,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import envs
@@ -55,7 +53,7 @@ from jaxrl.distributed.mesh import (
 )
 from jaxrl.envs import gymnasium_env
 from jaxrl.run import preemption
-from jaxrl.run.loop import TrainingDiverged
+from jaxrl.run.loop import TrainingDiverged, first_non_finite
 
 POLL_SECONDS = 0.05
 """How long a blocked queue put/get or wait lasts before the stop event is checked again."""
@@ -541,7 +539,7 @@ def train(
     if rundir_ctx:
         rundir_ctx.checkpoint((final_params, final_opt, version))
     if preempted_by is not None:
-        preemption._consume_stop()
+        preemption.consume_stop()
         if rundir_ctx:
             rundir_ctx.close()
         raise preemption.Preempted(preempted_by, version, rundir_ctx is not None)
@@ -611,12 +609,13 @@ def _columns(history: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
 
 
 def _first_non_finite(stats: dict[str, float], env_steps: int) -> dict[str, Any] | None:
-    """The first (by name) non-finite statistic of one update, as
-    :class:`TrainingDiverged` reports it; None if all are finite."""
-    bad = sorted(name for name, value in stats.items() if not math.isfinite(value))
-    if not bad:
-        return None
-    return {"metric": bad[0], "seed": 0, "env_steps": env_steps, "value": str(stats[bad[0]])}
+    """The first non-finite statistic of one update, as :class:`TrainingDiverged`
+    reports it (the on-device loop's rule, on a one-row chunk); None if all are finite."""
+    from jaxrl.run.sinks import MetricsChunk
+
+    chunk = MetricsChunk(np.array([env_steps]), {k: np.array([[v]]) for k, v in stats.items()})
+    failure = first_non_finite(chunk)
+    return None if failure is None else {k: v for k, v in failure.items() if k != "row"}
 
 
 def _drain(metrics_out: queue.SimpleQueue, history: list, rundir_ctx, bar) -> None:

@@ -29,7 +29,6 @@ from jaxrl.run import preemption, rundir
 from jaxrl.run.checkpoint import (
     DEFAULT_CHECKPOINT_SECONDS,
     Checkpointer,
-    latest_iteration,
 )
 from jaxrl.run.config_io import config_to_dict, key_to_json
 from jaxrl.run.evaluation import eval_summary, evaluate
@@ -392,7 +391,7 @@ def _restore_for_resume(out_dir: Path, abstract_state) -> tuple[int, Any]:
     in ``out_dir`` (``(0, None)`` when it has none); damaged newer ones are
     reported and set aside so the resumed run can save their iterations again."""
     checkpoints = out_dir / rundir.CHECKPOINTS
-    if latest_iteration(checkpoints) is None:
+    if not checkpoints.is_dir():  # a Checkpointer would create it
         return 0, None
     with Checkpointer(checkpoints) as checkpointer:
         restored = checkpointer.restore_latest_intact(abstract_state, set_aside_damaged=True)

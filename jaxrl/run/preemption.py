@@ -99,7 +99,7 @@ def stop_reason() -> str | None:
     return _stop_reason
 
 
-def _consume_stop() -> None:
+def consume_stop() -> None:
     # The boundary that honours a request uses it up: a later run in the same
     # process (a notebook) starts afresh.
     global _stop_reason
@@ -353,7 +353,7 @@ class RunSync:
         else:
             decision = self._agree(chunk_index, mine, checkpoint_due)
         if decision.stop is not None:
-            _consume_stop()
+            consume_stop()
         return decision
 
     def _agree(self, chunk_index: int, mine: str | None, checkpoint_due: bool) -> Boundary:
