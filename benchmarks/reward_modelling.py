@@ -76,22 +76,13 @@ def train(agent, iterations: int, seeds: int):
 
 def heldout_correlation(agent, env, env_params, config: rm.Config, state, key) -> float:
     """Correlation of learned and true segment returns on fresh segments."""
-    model = rm.RewardModel(
-        net=rm.RewardNet(num_actions=env.action_space(env_params).n
-                         if envs.action_space_kind(env, env_params) == "discrete" else 0,
-                         hidden_sizes=tuple(config.reward_hidden_sizes)),
-        size=config.ensemble_size,
-        obs_dim=int(np.prod(envs.observation_shape(env, env_params))),
-        action_shape=() if envs.action_space_kind(env, env_params) == "discrete"
-        else tuple(env.action_space(env_params).shape))
-    recorder = rm.LearnedReward(env, lambda p, o, a: jnp.zeros(()), jnp.zeros(()),
-                                record_len=config.rollout_len)
+    model = rm.make_spec(env, env_params, config, labeller=rm.no_labeller).model
     discrete = envs.action_space_kind(env, env_params) == "discrete"
-    act_env = recorder if discrete else envs.RescaleAction(recorder)
+    act_env = env if discrete else envs.RescaleAction(env)
     batch = envs.BatchEnv(act_env, config.num_envs)
     params = agent.policy_params(state)
 
-    def rollout(key, random_policy):
+    def rollout(key, random_policy) -> rm.Trajectory:
         k_reset, k_run = jax.random.split(key)
         obs, env_state = batch.reset(k_reset, env_params)
 
@@ -103,11 +94,14 @@ def heldout_correlation(agent, env, env_params, config: rm.Config, state, key) -
                     jax.random.split(k_act, config.num_envs))
             else:
                 action = agent.act(params, obs, k_act)
-            obs, env_state, *_ = batch.step(k_env, env_state, action, env_params)
-            return (obs, env_state), None
+            env_action = action if discrete else act_env.env_action(action, env_params)
+            next_obs, env_state, reward, terminated, truncated, _ = batch.step(
+                k_env, env_state, action, env_params)
+            step = rm.Trajectory(obs=obs, action=env_action, true_reward=reward,
+                                 done=jnp.logical_or(terminated, truncated))
+            return (next_obs, env_state), step
 
-        (_, env_state), _ = jax.lax.scan(one, (obs, env_state), jax.random.split(k_run, config.rollout_len))
-        return rm.recorded_trajectory(env_state)
+        return jax.lax.scan(one, (obs, env_state), jax.random.split(k_run, config.rollout_len))[1]
 
     @jax.jit
     def score(key):
@@ -115,7 +109,6 @@ def heldout_correlation(agent, env, env_params, config: rm.Config, state, key) -
         segs = [rm.sample_segments(k3, rollout(k1, False), 256, config.segment_len),
                 rm.sample_segments(k4, rollout(k2, True), 256, config.segment_len)]
         segs = jax.tree.map(lambda *x: jnp.concatenate(x), *segs)
-        segs = segs.replace(obs=segs.obs.reshape(segs.obs.shape[:2] + (model.obs_dim,)))
         predicted = model.segment_returns(state.ensemble, segs).mean(0)
         return rm.correlation(predicted, segs.true_return())
 

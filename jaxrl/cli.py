@@ -1,4 +1,4 @@
-"""``jaxrl train|eval|label``: parses the command line into configs and calls :mod:`jaxrl.run`.
+"""``jaxrl train|eval|export|label|...``: parses the command line into configs and calls :mod:`jaxrl.run`.
 
 Every mistake in the input (unknown algorithm, env or setting, a value of the
 wrong type, an invalid config, an existing run directory) is reported as one
@@ -25,6 +25,10 @@ DEFAULT_TOTAL_STEPS = 500_000
 DEFAULT_SEEDS = 1
 DEFAULT_SEED = 0
 DEFAULT_EVAL_EPISODES = 10
+# Evaluation points of `jaxrl train` (env steps per seed); see benchmarks/README.md for its cost.
+DEFAULT_EVAL_EVERY = 50_000
+# What --log may name; metrics.csv is always written (resume, plots and reports read it).
+LOG_TARGETS = ("csv", "jsonl", "tensorboard", "wandb", "mlflow")
 USAGE_ERROR = 2
 LABEL_TIMEOUT = 3  # a human-labelled run waited label_timeout seconds in vain
 DIVERGED = 4  # a metric became NaN or infinite; the last good checkpoint stays the latest
@@ -55,6 +59,18 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return value
+
+
+def _log_targets(text: str) -> tuple[str, ...]:
+    """``csv,tensorboard`` -> ``("csv", "tensorboard")``, each one of :data:`LOG_TARGETS`."""
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in LOG_TARGETS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{unknown[0]!r} is not a log target; expected a comma-separated list of "
+            f"{', '.join(LOG_TARGETS)}"
+        )
+    return names
 
 
 def _bounded(least: int, most: int):
@@ -98,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train an agent and write a run directory",
-        description="Train ALGO on an environment; writes config.json, metrics.csv, "
+        description="Train ALGO on an environment; writes config.json, metrics.csv, eval.csv, "
         "checkpoints/, summary.json and curve.png to the run directory.",
         epilog="jaxrl train ALGO --help also lists ALGO's settings (--set NAME=VALUE).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -166,12 +182,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint at the first chunk boundary this long after the last checkpoint "
         "(default 10; 0: after every chunk); the last chunk always checkpoints",
     )
-    train.add_argument("--jsonl", action="store_true", help="also write metrics.jsonl")
     train.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="also write TensorBoard events (needs tensorboardX)",
+        "--eval-every",
+        type=_count,
+        metavar="N",
+        help=f"also evaluate every N env steps per seed, at the first chunk boundary at or after "
+        f"each multiple, into eval.csv (default {DEFAULT_EVAL_EVERY}; 0: only at the end)",
     )
+    train.add_argument(
+        "--log",
+        type=_log_targets,
+        default=(),
+        metavar="LIST",
+        help=f"where metrics and evaluations go, comma-separated from {','.join(LOG_TARGETS)}: "
+        "metrics.csv is always written; jsonl: metrics.jsonl; tensorboard: DIR/tensorboard; "
+        "wandb: Weights & Biases ($WANDB_PROJECT, $WANDB_MODE); mlflow: MLflow "
+        "($MLFLOW_TRACKING_URI). Each but csv and jsonl needs its extra, e.g. "
+        "pip install 'jaxrl[wandb]'",
+    )
+    train.add_argument("--jsonl", action="store_true", help="deprecated: --log jsonl")
+    train.add_argument("--tensorboard", action="store_true", help="deprecated: --log tensorboard")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     scale = train.add_argument_group("scaling out (see README, 'Scaling out')")
     scale.add_argument(
@@ -204,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--async",
         dest="async_",
         action="store_true",
-        help="impala only: actor threads and a learner thread (env ids gymnasium:<id> step "
-        "Gymnasium on the host); --devices N splits the learner's batch over N devices",
+        help="impala only: actor threads and a learner thread (env ids gymnasium:<id> and "
+        "envpool:<task> step on the host); --devices N splits the learner's batch over N devices",
     )
     asynchronous.add_argument(
         "--actors", type=_count, metavar="N", help="actor threads with --async (default 2)"
@@ -225,7 +255,41 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="episodes per seed (default: the run's eval_episodes)",
     )
+    evaluate.add_argument(
+        "--video",
+        type=Path,
+        metavar="FILE",
+        help="also record deterministic episodes of the policy into FILE (.gif, or .mp4 with "
+        "imageio-ffmpeg installed), drawn from the env states: gymnax classic control, MinAtar, "
+        "KeyDoor-v0 and DecisionProcess-v0 can be drawn",
+    )
+    evaluate.add_argument(
+        "--video-episodes",
+        type=_count,
+        metavar="K",
+        help="episodes in the video, one after another (default 1)",
+    )
+    evaluate.add_argument(
+        "--video-seed", type=_count, metavar="I", help="which of the run's seeds to record (default 0)"
+    )
+    evaluate.add_argument("--force", action="store_true", help="overwrite an existing --video FILE")
     evaluate.set_defaults(handler=_eval)
+
+    export = commands.add_parser(
+        "export",
+        help="write a run's policy as files that need only JAX (jaxrl.load_policy)",
+        description="Write the deterministic policy at the latest checkpoint of run DIR into "
+        "--out OUT: policy.json (spaces, normalisation statistics, network settings), "
+        "act.jaxexport (the act function as StableHLO) and params.npz. "
+        "jaxrl.load_policy(OUT) returns it as a jitted act(obs) -> action.",
+    )
+    export.add_argument("dir", metavar="DIR", type=_directory, help="run directory")
+    export.add_argument(
+        "--out", type=_directory, metavar="OUT", required=True, help="new or empty directory to write"
+    )
+    export.add_argument("--seed", type=_count, metavar="I", help="which of the run's seeds (default 0)")
+    export.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    export.set_defaults(handler=_export)
 
     label = commands.add_parser(
         "label",
@@ -248,7 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.add_argument("algo", metavar="ALGO", help="algorithm, e.g. ppo")
     config.set_defaults(handler=_config)
+
+    report = commands.add_parser(
+        "report", help="aggregate statistics over runs: IQM with CIs, profiles, P(X > Y)"
+    )
+    report.set_defaults(handler=_report_runs)
     parser.train_parser = train
+    parser.report_parser = report
     return parser
 
 
@@ -257,6 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     _add_settings_to_train_help(parser, argv)
+    if argv[:1] == ["report"]:
+        # Its options come with jaxrl.run (and so jax): imported only when asked for.
+        from jaxrl.run import report
+
+        report.add_arguments(parser.report_parser)
     if not getattr(warnings.formatwarning, "jaxrl", False):
         warnings.formatwarning = _jaxrl_warnings_in_one_line(warnings.formatwarning)
     try:
@@ -289,7 +364,6 @@ def _train(args: argparse.Namespace) -> int:
     if args.async_ or args.actors is not None:
         return _train_async(args)
     from jaxrl import run
-    from jaxrl.distributed import multihost
     from jaxrl.run import preemption
     from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
 
@@ -300,19 +374,21 @@ def _train(args: argparse.Namespace) -> int:
     agent, key, train_args, sinks = _check_input(
         _prepare_resume if args.resume else _prepare_new_run, args
     )
+    out_dir = args.out
+    # Bound before data_parallel wraps the agent: the labeller is part of its step.
+    agent, labeller = _with_host_labeller(agent, out_dir, train_args["seeds"])
     if mesh is not None:
         from jaxrl.distributed.data_parallel import data_parallel
 
         agent = _check_input(lambda _: data_parallel(agent, mesh), args)
-    out_dir = args.out
-    labelling, labeller = _human_labelling(agent, out_dir, train_args["seeds"]), None
     if getattr(args, "generated_out", False):
         print(f"run directory: {out_dir}", file=sys.stderr)
     resume_command = f"jaxrl train {agent.name} --out {out_dir} --resume"
-    stopping = preemption.stop_on_signals(resume_hint=f"continue with: {resume_command}")
-    try:
-        with labelling as labeller, stopping:
-            result = run.train(
+
+    def train():
+        stopping = preemption.stop_on_signals(resume_hint=f"continue with: {resume_command}")
+        with stopping:
+            return run.train(
                 agent,
                 key,
                 train_args.pop("total_steps"),
@@ -324,82 +400,32 @@ def _train(args: argparse.Namespace) -> int:
                 force=args.force,
                 **train_args,
             )
-    except run.RunDirError as e:
-        print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
-        return USAGE_ERROR
-    except run.TrainingDiverged as e:
-        print(f"jaxrl: error: {_one_line(e)} (recorded in {out_dir / 'summary.json'})", file=sys.stderr)
-        return DIVERGED
-    except preemption.Preempted as e:
-        print(f"jaxrl: {_one_line(e)}; continue with: {resume_command}", file=sys.stderr)
-        return preemption.EXIT_PREEMPTED
-    except multihost.DistributedError as e:
-        print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
-        return USAGE_ERROR if isinstance(e, multihost.RunMismatchError) else preemption.EXIT_STUCK
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; continue with: jaxrl train {agent.name} --out {out_dir} --resume",
-            file=sys.stderr,
-        )
-        return 130
-    except Exception:
-        if labeller is None or labeller.timed_out is None:
-            raise
-        print(f"jaxrl: stopped: {labeller.timed_out}", file=sys.stderr)
-        return LABEL_TIMEOUT
-    print(f"run directory: {out_dir}")
-    _print_summary(result.summary)
-    return 0
+
+    return _report(
+        train,
+        out_dir,
+        preempted=f"; continue with: {resume_command}",
+        interrupted=f"continue with: {resume_command}",
+        labels_timed_out=lambda: getattr(labeller, "timed_out", None),
+    )
 
 
 def _train_async(args: argparse.Namespace) -> int:
-    """``jaxrl train impala --async``: threads, see :mod:`jaxrl.distributed.async_impala`."""
-    if not args.async_:
-        raise UsageError("--actors needs --async (actor threads exist only in async IMPALA)")
-    _require_positive(actors=args.actors)
-    unsupported = {"ALGO other than impala": args.algo != "impala",
-                   "--resume": args.resume, "--distributed": args.distributed,
-                   "--labels": args.labels is not None, "--jsonl": args.jsonl,
-                   "--tensorboard": args.tensorboard}
-    for flag, given in unsupported.items():
-        if given:
-            raise UsageError("--async runs cannot be resumed" if flag == "--resume"
-                             else f"--async does not support {flag}")
-    if args.seeds not in (None, 1):
-        raise UsageError(f"--async trains one seed (threads, not vmap), got --seeds {args.seeds}")
-
-    def prepare(args):
-        from jaxrl.distributed import async_impala
-        from jaxrl.run import config_io, experiment, rundir
-
-        env_id = _pick(args.env, DEFAULT_ENV)
-        total_steps = _pick(args.total_steps, DEFAULT_TOTAL_STEPS)
-        _require_positive(total_steps=total_steps, devices=args.devices)
-        module = experiment.algorithm_module("impala")
-        overrides = config_io.parse_overrides(module.Config, config_io.parse_assignments(args.set))
-        config = experiment.make_config(
-            module, experiment.with_total_steps(module, overrides, total_steps))
-        actors = _pick(args.actors, 2)
-        async_config = async_impala.AsyncConfig(num_actors=actors)
-        async_impala.validate(config, async_config, total_steps, args.devices)
-        if args.out is None:
-            args.out = _default_out_dir("impala-async", env_id)
-        rundir.check_new_run(args.out, force=args.force)
-        return env_id, total_steps, config, async_config
-
-    env_id, total_steps, config, async_config = _check_input(prepare, args)
+    """``jaxrl train ALGO --async``: threads, see :mod:`jaxrl.distributed.async_impala`."""
+    _check_async_flags(args)
+    env_id, total_steps, config, async_config = _check_input(_prepare_async_run, args)
     import jax
 
     from jaxrl.distributed import async_impala
-    from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
-    from jaxrl.run.loop import TrainingDiverged
-
     from jaxrl.run import preemption
+    from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
 
     print(f"run directory: {args.out}", file=sys.stderr)
-    try:
-        with preemption.stop_on_signals(resume_hint=f"the last checkpoint is in {args.out}/checkpoints"):
-            result = async_impala.train(
+    checkpoints = f"{args.out}/checkpoints"
+
+    def train():
+        with preemption.stop_on_signals(resume_hint=f"the last checkpoint is in {checkpoints}"):
+            return async_impala.train(
                 env_id, config, async_config, jax.random.PRNGKey(_pick(args.seed, DEFAULT_SEED)),
                 total_steps, env_kwargs=_parse_env_kwargs(args.env_set),
                 learner_devices=args.devices, out_dir=args.out, force=args.force,
@@ -407,17 +433,89 @@ def _train_async(args: argparse.Namespace) -> int:
                 eval_episodes=_pick(args.eval_episodes, DEFAULT_EVAL_EPISODES),
                 progress=not args.no_progress,
             )
-    except preemption.Preempted as e:
-        print(f"jaxrl: {_one_line(e)} in {args.out}/checkpoints (async runs are not resumable)",
-              file=sys.stderr)
-        return preemption.EXIT_PREEMPTED
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last checkpoint is in {args.out}/checkpoints", file=sys.stderr)
-        return 130
-    except TrainingDiverged as e:
-        print(f"jaxrl: error: {_one_line(e)} (recorded in {args.out / 'summary.json'})", file=sys.stderr)
+
+    return _report(
+        train,
+        args.out,
+        preempted=f" in {checkpoints} (async runs are not resumable)",
+        interrupted=f"the last checkpoint is in {checkpoints}",
+    )
+
+
+def _check_async_flags(args: argparse.Namespace) -> None:
+    """UsageError for a flag ``--async`` cannot serve, before anything is imported."""
+    if not args.async_:
+        raise UsageError("--actors needs --async (actor threads exist only in async IMPALA)")
+    _require_positive(actors=args.actors)
+    if not _check_input(lambda a: _host_needs(a.algo).async_actors, args):
+        raise UsageError(
+            f"--async does not support ALGO other than {', '.join(_algorithms_with_async_actors())}"
+        )
+    unsupported = {"--resume": args.resume, "--distributed": args.distributed,
+                   "--labels": args.labels is not None, "--jsonl": args.jsonl,
+                   "--tensorboard": args.tensorboard, "--eval-every": args.eval_every,
+                   "--log " + ",".join(args.log): set(args.log) - {"csv"}}
+    for flag, given in unsupported.items():
+        if given:
+            raise UsageError("--async runs cannot be resumed" if flag == "--resume"
+                             else f"--async does not support {flag}")
+    if args.seeds not in (None, 1):
+        raise UsageError(f"--async trains one seed (threads, not vmap), got --seeds {args.seeds}")
+
+
+def _prepare_async_run(args: argparse.Namespace):
+    """``(env_id, total_steps, agent config, AsyncConfig)`` of an ``--async`` run, checked."""
+    from jaxrl.distributed import async_impala
+    from jaxrl.run import config_io, experiment, rundir
+
+    env_id = _pick(args.env, DEFAULT_ENV)
+    total_steps = _pick(args.total_steps, DEFAULT_TOTAL_STEPS)
+    _require_positive(total_steps=total_steps, devices=args.devices)
+    module = experiment.algorithm_module(args.algo)
+    overrides = config_io.parse_overrides(module.Config, config_io.parse_assignments(args.set))
+    config = experiment.make_config(
+        module, experiment.with_total_steps(module, overrides, total_steps))
+    async_config = async_impala.AsyncConfig(num_actors=_pick(args.actors, 2))
+    async_impala.validate(config, async_config, total_steps, args.devices)
+    if args.out is None:
+        args.out = _default_out_dir(f"{args.algo}-async", env_id)
+    rundir.check_request(args.out, {}, resume=False, force=args.force)
+    return env_id, total_steps, config, async_config
+
+
+def _report(train, out_dir: Path, *, preempted: str, interrupted: str,
+            labels_timed_out=lambda: None) -> int:
+    """Runs ``train()`` and prints the run directory and its summary, or what
+    stopped it; returns the exit status. ``preempted`` and ``interrupted`` say
+    how to go on after SIGTERM and Ctrl-C; ``labels_timed_out()`` is why a run
+    waiting for people's labels gave up, if it did."""
+    from jaxrl import run
+    from jaxrl.run import coordination, preemption
+
+    try:
+        result = train()
+    except run.RunDirError as e:
+        print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
+        return USAGE_ERROR
+    except run.TrainingDiverged as e:
+        print(f"jaxrl: error: {_one_line(e)} (recorded in {out_dir / 'summary.json'})", file=sys.stderr)
         return DIVERGED
-    print(f"run directory: {args.out}")
+    except preemption.Preempted as e:
+        print(f"jaxrl: {_one_line(e)}{preempted}", file=sys.stderr)
+        return preemption.EXIT_PREEMPTED
+    except coordination.DistributedError as e:
+        print(f"jaxrl: error: {_one_line(e)}", file=sys.stderr)
+        return USAGE_ERROR if isinstance(e, coordination.RunMismatchError) else preemption.EXIT_STUCK
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {interrupted}", file=sys.stderr)
+        return 130
+    except Exception:
+        reason = labels_timed_out()
+        if reason is None:
+            raise
+        print(f"jaxrl: stopped: {reason}", file=sys.stderr)
+        return LABEL_TIMEOUT
+    print(f"run directory: {out_dir}")
     _print_summary(result.summary)
     return 0
 
@@ -430,10 +528,11 @@ def _prepare_new_run(args: argparse.Namespace):
     total_steps = _pick(args.total_steps, DEFAULT_TOTAL_STEPS)
     seeds = _pick(args.seeds, DEFAULT_SEEDS)
     eval_episodes = _pick(args.eval_episodes, DEFAULT_EVAL_EPISODES)
+    eval_every = _eval_every(args.eval_every, DEFAULT_EVAL_EVERY, eval_episodes)
     _require_positive(total_steps=total_steps, seeds=seeds, chunk_iterations=args.chunk_iterations)
     if args.out is None:
         args.out, args.generated_out = _default_out_dir(args.algo, env_id), True
-    rundir.check_new_run(args.out, force=args.force)
+    rundir.check_request(args.out, {}, resume=False, force=args.force)
 
     module = experiment.algorithm_module(args.algo)
     overrides = config_io.parse_overrides(module.Config, config_io.parse_assignments(args.set))
@@ -442,9 +541,9 @@ def _prepare_new_run(args: argparse.Namespace):
     agent = experiment.build_agent(args.algo, env_id, env_kwargs, values)
     check_run_arguments(
         agent, total_steps, seeds, eval_episodes, args.chunk_iterations,
-        _pick(args.checkpoint_every, 0.0),
+        _pick(args.checkpoint_every, 0.0), eval_every=eval_every,
     )
-    sinks = _extra_sinks(args.out, jsonl=args.jsonl, tensorboard=args.tensorboard)
+    sinks = _extra_sinks(args.out, _requested_logs(args))
 
     import jax
 
@@ -456,6 +555,7 @@ def _prepare_new_run(args: argparse.Namespace):
         env_id=env_id,
         env_kwargs=env_kwargs,
         eval_episodes=eval_episodes,
+        eval_every=eval_every,
     )
     return agent, key, train_args, sinks
 
@@ -465,58 +565,49 @@ def _prepare_resume(args: argparse.Namespace):
 
     if args.out is None:
         raise UsageError("--resume needs --out DIR, the run to continue")
-    if args.force:
-        raise UsageError(
-            "--resume and --force contradict each other: resume continues a run, force replaces it"
-        )
-    saved = rundir.load_config(args.out)
-    module = experiment.algorithm_module(saved["algorithm"])
-    overrides = config_io.parse_overrides(module.Config, config_io.parse_assignments(args.set))
-    given = {
+    rundir.check_mode(resume=True, force=args.force, flags=True)
+    module = experiment.algorithm_module(rundir.load_config(args.out)["algorithm"])
+    requested = {
         "algorithm": args.algo,
         "env_id": args.env,
         "env_kwargs": _parse_env_kwargs(args.env_set) if args.env_set else None,
         "seeds": args.seeds,
         "total_steps": args.total_steps,
         "chunk_iterations": args.chunk_iterations,
+        "agent_config": config_io.parse_overrides(
+            module.Config, config_io.parse_assignments(args.set)
+        ),
     }
-    conflicts = [
-        f"{name}={value!r} (saved {saved[name]!r})"
-        for name, value in given.items()
-        if value is not None and _as_json(value) != _as_json(saved[name])
-    ]
     if args.seed is not None:
         import jax
 
-        if config_io.key_to_json(jax.random.PRNGKey(args.seed)) != saved["key"]:
-            conflicts.append(f"seed={args.seed} (the saved run used another key)")
-    conflicts += [
-        f"{name}={value!r} (saved {saved['agent_config'].get(name)!r})"
-        for name, value in overrides.items()
-        if _as_json(value) != _as_json(saved["agent_config"].get(name))
-    ]
-    if conflicts:
-        raise UsageError(
-            f"cannot resume {args.out} with different settings: {'; '.join(conflicts)}"
-        )
-    agent, saved = experiment.load_agent(args.out)
-    # A resumed run keeps writing every output it had.
-    sinks = _extra_sinks(
-        args.out,
-        jsonl=args.jsonl or (args.out / rundir.METRICS_JSONL).exists(),
-        tensorboard=args.tensorboard or (args.out / "tensorboard").exists(),
+        requested["key"] = config_io.key_to_json(jax.random.PRNGKey(args.seed))
+    rundir.check_request(
+        args.out, requested, resume=True, force=False, partial=True,
+        names={"key": f"seed={args.seed}"},
     )
-    if args.eval_episodes is not None:
+    agent, saved = experiment.load_agent(args.out)
+    # A resumed run keeps writing every output it had, to the same tracked runs.
+    from jaxrl.run.sinks import sinks_of_run
+
+    sinks = _extra_sinks(args.out, _requested_logs(args) | sinks_of_run(args.out))
+    eval_episodes = _pick(args.eval_episodes, saved["eval_episodes"])
+    # Runs saved before periodic evaluation existed have no eval_every.
+    eval_every = _eval_every(args.eval_every, saved.get("eval_every"), eval_episodes)
+    if args.eval_episodes is not None or args.eval_every is not None:
         from jaxrl.run.loop import check_run_arguments
 
-        check_run_arguments(agent, saved["total_steps"], saved["seeds"], args.eval_episodes)
+        check_run_arguments(
+            agent, saved["total_steps"], saved["seeds"], eval_episodes, eval_every=eval_every
+        )
     train_args = dict(
         total_steps=saved["total_steps"],
         seeds=saved["seeds"],
         chunk_iterations=saved["chunk_iterations"],
         env_id=saved["env_id"],
         env_kwargs=saved["env_kwargs"],
-        eval_episodes=_pick(args.eval_episodes, saved["eval_episodes"]),
+        eval_episodes=eval_episodes,
+        eval_every=eval_every,
     )
     return agent, config_io.key_from_json(saved["key"]), train_args, sinks
 
@@ -566,16 +657,20 @@ def _eval(args: argparse.Namespace) -> int:
     from jaxrl import run
 
     def check(args):
-        from jaxrl.run import checkpoint, experiment, rundir
         from jaxrl.run.loop import MAX_EVAL_EPISODES
 
         if args.episodes is not None and not 1 <= args.episodes <= MAX_EVAL_EPISODES:
             raise UsageError(
                 f"--episodes must be an integer in [1, {MAX_EVAL_EPISODES}], got {args.episodes}"
             )
-        experiment.load_agent(args.dir)
-        if checkpoint.latest_iteration(args.dir / rundir.CHECKPOINTS) is None:
-            raise run.RunDirError(f"{args.dir} has no checkpoint to evaluate")
+        if args.video is not None:
+            from jaxrl.run import video
+
+            video.check_request(args.dir, args.video, episodes=_pick(args.video_episodes, 1),
+                                seed=_pick(args.video_seed, 0), force=args.force)
+        elif args.video_episodes is not None or args.video_seed is not None or args.force:
+            raise UsageError("--video-episodes, --video-seed and --force need --video FILE")
+        _check_trained_run(args.dir)
 
     _check_input(check, args)
     try:
@@ -590,10 +685,72 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"  seed {seed}: {value:.6g}")
     print(f"  mean {result['eval_return_mean']:.6g} +- {result['eval_return_std']:.6g}")
     print(f"wrote {args.dir / 'eval.json'}")
+    if args.video is not None:
+        _record_video(args)
+    return 0
+
+
+def _record_video(args: argparse.Namespace) -> None:
+    from jaxrl.run import RunDirError, video
+
+    seed = _pick(args.video_seed, 0)
+    try:
+        recorded = video.record_video(args.dir, args.video, episodes=_pick(args.video_episodes, 1),
+                                      seed=seed, force=args.force)
+    except RunDirError as e:
+        raise UsageError(_one_line(e)) from e
+    returns = ", ".join(f"{r:.6g}" for r in recorded.returns)
+    print(f"wrote {recorded.path}: seed {seed}, {len(recorded.returns)} episodes "
+          f"(returns {returns}; lengths {', '.join(map(str, recorded.lengths))}), {recorded.frames} frames")
+
+
+def _check_trained_run(run_dir: Path) -> None:
+    """RunDirError unless ``run_dir`` is a run whose agent can be rebuilt and
+    that has a checkpoint; compiles nothing."""
+    from jaxrl import run
+    from jaxrl.run import checkpoint, experiment, rundir
+
+    experiment.load_agent(run_dir)
+    if checkpoint.latest_iteration(run_dir / rundir.CHECKPOINTS) is None:
+        raise run.RunDirError(f"{run_dir} has no checkpoint yet")
+
+
+# ---------------------------------------------------------------- export
+
+
+def _export(args: argparse.Namespace) -> int:
+    from jaxrl import export
+    from jaxrl.run import RunDirError
+
+    def check(args):
+        from jaxrl.run import policy, rundir
+
+        _check_trained_run(args.dir)
+        policy.check_seed(rundir.load_config(args.dir), _pick(args.seed, 0), "--seed")
+        export.check_export_dir(args.out, force=args.force)
+
+    _check_input(check, args)
+    try:
+        description = export.export_run(args.dir, args.out, seed=_pick(args.seed, 0), force=args.force)
+    except RunDirError as e:
+        raise UsageError(_one_line(e)) from e
+    source = description["source"]
+    print(f"exported {description['algorithm']} on {description['env_id']} (seed {source['seed']}, "
+          f"checkpoint at {source['env_steps']} env steps) to {args.out}")
+    print(f"load it with: jaxrl.load_policy({str(args.out)!r})")
     return 0
 
 
 # ---------------------------------------------------------------- config
+
+
+def _report_runs(args: argparse.Namespace) -> int:
+    from jaxrl.run import report
+
+    try:
+        return report.main(args.runs, args.out, reps=args.reps, seed=args.seed, raw=args.raw)
+    except (ValueError, ImportError) as e:  # a damaged or foreign run; rliable missing
+        raise UsageError(_one_line(e)) from e
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -635,19 +792,33 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _human_labelling(agent, out_dir: Path, seeds: int):
-    """For rm-ppo with labels=human: the context that installs a labeller
-    waiting for answers in ``out_dir`` (``None`` as its value otherwise)."""
-    import contextlib
-
-    if getattr(agent.config, "labels", None) != "human":
-        return contextlib.nullcontext()
+def _with_host_labeller(agent, out_dir: Path, seeds: int):
+    """``(agent, labeller)``: as the agent registry declares it
+    (:func:`jaxrl.agents.host_needs`), an agent that takes labels from people
+    made again to ask a labeller waiting for answers in ``out_dir``; any other
+    agent unchanged, with no labeller."""
+    needs = _host_needs(agent.name, agent.config)
+    if not needs.human_labels:
+        return agent, None
     if seeds != 1:
         raise UsageError(f"--labels human trains one seed (people label one run), got --seeds {seeds}")
-    from jaxrl.agents import reward_model
     from jaxrl.feedback import HumanLabeller
 
-    return reward_model.use_labeller(HumanLabeller(out_dir, timeout=agent.config.label_timeout))
+    labeller = HumanLabeller(out_dir, timeout=needs.label_timeout)
+    return needs.with_labeller(agent, labeller), labeller
+
+
+def _host_needs(algo: str, config: Any = None):
+    """What ``algo`` needs on the host (ValueError for an unknown algorithm)."""
+    from jaxrl import agents
+
+    return agents.host_needs(algo, config)
+
+
+def _algorithms_with_async_actors() -> list[str]:
+    from jaxrl import agents
+
+    return [name for name in agents.REGISTRY if agents.host_needs(name).async_actors]
 
 
 # ---------------------------------------------------------------- helpers
@@ -683,27 +854,33 @@ def _parse_env_kwargs(assignments: Sequence[str]) -> dict[str, Any]:
     return kwargs
 
 
-def _extra_sinks(out_dir: Path, *, jsonl: bool, tensorboard: bool) -> list:
-    from jaxrl.run import rundir, sinks
+def _eval_every(flag: int | None, default: int | None, eval_episodes: int) -> int | None:
+    """The run's eval_every: ``--eval-every`` (0: off), else ``default`` unless
+    ``--eval-episodes 0`` switched evaluation off."""
+    if flag is None:
+        return default if eval_episodes else None
+    return flag or None
 
-    extra = []
-    if jsonl:
-        extra.append(sinks.JSONLSink(out_dir / rundir.METRICS_JSONL))
-    if tensorboard:
-        try:
-            extra.append(sinks.TensorBoardSink(out_dir / "tensorboard"))
-        except ImportError as e:
-            raise ValueError(str(e)) from e
-    return extra
+
+def _requested_logs(args: argparse.Namespace) -> set[str]:
+    """``--log`` targets with the deprecated ``--jsonl``/``--tensorboard`` added."""
+    return set(args.log) | {name for name in ("jsonl", "tensorboard") if getattr(args, name)}
+
+
+def _extra_sinks(out_dir: Path, targets: set[str]) -> list:
+    """The sinks of ``--log`` targets beside metrics.csv (``csv``: metrics.csv itself);
+    a ValueError naming the pip command where a target's package is missing."""
+    from jaxrl.run.sinks import make_sinks
+
+    try:
+        return make_sinks(out_dir, sorted(targets - {"csv"}))
+    except ImportError as e:
+        raise ValueError(str(e)) from e
 
 
 def _default_out_dir(algo: str, env_id: str) -> Path:
     safe = lambda s: re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
     return Path("runs") / f"{safe(algo)}-{safe(env_id)}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _as_json(value: Any) -> Any:
-    return json.loads(json.dumps(value))
 
 
 def _one_line(error: BaseException) -> str:

@@ -54,18 +54,31 @@ def at_least(low: float) -> Check:
     return Check(lambda v: v >= low, f"a number >= {low}")
 
 
-def field(default: Any, *, check: Check | None = None, swept: bool = False) -> Any:
+def field(default: Any, *, check: Check | None = None, swept: bool = False,
+          doc: str = "") -> Any:
     """A config field's declaration: its default, the :class:`Check` its value
     must pass, and whether it is ``swept``: a numeric hyperparameter carried
     in the state as a float32 leaf, so seeds and values of it vmap together
-    without recompiling (sizes and switches stay static)."""
-    return dataclasses.field(default=default, metadata={"check": check, "swept": swept})
+    without recompiling (sizes and switches stay static).
+
+    ``doc`` serves declarations shared by several agents
+    (:mod:`jaxrl.agents.fields`); a docstring under the field wins over it."""
+    return dataclasses.field(default=default,
+                             metadata={"check": check, "swept": swept, "doc": doc})
+
+
+def require(ok: bool, algo: str, field: str, value: Any, allowed: str) -> None:
+    """Raise the config error every agent's ``Config.validate`` gives.
+
+    The message names the agent, the field, the value and what is allowed,
+    e.g. ``ppo.Config.num_envs=0 is invalid: expected a positive integer``.
+    """
+    if not ok:
+        raise ValueError(f"{algo}.Config.{field}={value!r} is invalid: expected {allowed}")
 
 
 def check_fields(config: Any, algo: str) -> None:
     """ValueError naming the first field whose value fails its declared check."""
-    from jaxrl.agents.base import require
-
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         check = f.metadata.get("check")
@@ -144,9 +157,10 @@ def type_name(annotation: Any) -> str:
 
 
 def field_docs(config_cls: type) -> dict[str, str]:
-    """Field name -> the docstring under its declaration; a subclass's
-    declaration wins over its base's."""
-    docs: dict[str, str] = {}
+    """Field name -> the docstring under its declaration, else the ``doc`` its
+    shared declaration carries; a subclass's declaration wins over its base's."""
+    docs: dict[str, str] = {f.name: f.metadata.get("doc", "")
+                            for f in dataclasses.fields(config_cls) if f.metadata.get("doc")}
     for cls in reversed(config_cls.__mro__):
         if dataclasses.is_dataclass(cls):
             docs.update(_class_field_docs(cls))

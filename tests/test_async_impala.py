@@ -113,6 +113,16 @@ def test_gymnasium_adapter_truncates_with_final_observation():
     env.close()
 
 
+@pytest.mark.parametrize("env_id", ["gymnasium:CartPole-v1", "envpool:CartPole-v1"])
+def test_host_env_ids_reach_the_actors(env_id):
+    # Both host families present the same batch interface to the actors and
+    # to the final evaluation.
+    result = ai.train(env_id, SMALL, ai.AsyncConfig(num_actors=1), jax.random.PRNGKey(0),
+                      2 * SMALL.num_envs * SMALL.rollout_len, eval_episodes=2)
+    assert result.version == 2
+    assert len(result.summary["eval_return"]) == 1 and result.summary["eval_return"][0] >= 1
+
+
 def test_param_store_versions_and_wait():
     store = ai.ParamStore("p0", None, 0)
     stop = threading.Event()

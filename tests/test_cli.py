@@ -266,3 +266,15 @@ def test_sigkilled_run_resumes_bit_exactly(tmp_path):
         assert a.latest_iteration() == b.latest_iteration() == iterations
         final_a, final_b = a.restore(iterations, abstract), b.restore(iterations, abstract)
     jax.tree.map(np.testing.assert_array_equal, final_a, final_b)
+
+
+def test_host_needs_come_from_the_agent_registry():
+    from jaxrl import agents
+    from jaxrl.agents import impala, reward_model
+
+    assert agents.host_needs("impala", impala.Config()).async_actors
+    assert agents.host_needs("ppo") == agents.HostNeeds()
+    assert not agents.host_needs("rm-ppo", reward_model.Config()).human_labels
+    human = agents.host_needs("rm-ppo", reward_model.Config(labels="human", label_timeout=5.0))
+    assert human.human_labels and human.label_timeout == 5.0 and callable(human.with_labeller)
+    assert not agents.host_needs("fake").async_actors  # a module that declares nothing

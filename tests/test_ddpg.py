@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from jaxrl import envs
+from jaxrl import envs, replay
 from jaxrl.agents import d4pg, ddpg
 from jaxrl.run import experiment
 
@@ -160,23 +160,48 @@ def test_ddpg_metrics_are_flat_float_scalars(action_probe_run):
     np.testing.assert_array_equal(metrics["episodes_completed"][0], PROBE_CONFIG["num_envs"])
 
 
+def check_truncation_values_in_a_gamma_sweep(agent, seed):
+    """Trains ``agent`` on Probe-Truncation-v0 at γ = 0.5 and 0.8 in one vmap
+    and checks Q([0], [0]) = 1/(1 − γ) for each; returns the states and metrics."""
+    gammas = [0.5, 0.8]
+    keys = jax.random.split(jax.random.PRNGKey(seed), 2)
+    states, metrics = train(agent, 250)(keys, stacked_hparams(agent, 2, gamma=gammas))
+    for i, gamma in enumerate(gammas):
+        q = float(q_value(agent, unstack(states, i), [0.0], [0.0]))
+        np.testing.assert_allclose(q, 1.0 / (1.0 - gamma), rtol=0.05)
+    return states, metrics
+
+
 def test_ddpg_bootstraps_through_time_limits_in_a_gamma_sweep():
     """Probe-Truncation-v0: reward 1 forever, cut at 5 steps. Only bootstrapping
     from the final observation gives Q = 1/(1 − γ); treating the time limit
     as terminal would give at most (1 − γ⁵)/(1 − γ). γ is swept in one vmap;
     this run also takes the OU-noise and prioritised-replay paths."""
     agent = make_agent(ddpg, "Probe-Truncation-v0", noise="ou", prioritized=True)
-    gammas = [0.5, 0.8]
-    keys = jax.random.split(jax.random.PRNGKey(3), 2)
-    states, metrics = train(agent, 250)(keys, stacked_hparams(agent, 2, gamma=gammas))
-    for i, gamma in enumerate(gammas):
-        q = float(q_value(agent, unstack(states, i), [0.0], [0.0]))
-        np.testing.assert_allclose(q, 1.0 / (1.0 - gamma), rtol=0.05)
+    states, metrics = check_truncation_values_in_a_gamma_sweep(agent, seed=3)
     assert np.isfinite(np.asarray(metrics["critic_loss"])).all()
     # Priorities were written back: the stored items no longer share the initial one.
     buffer = unstack(states.buffer, 1)
     leaves = np.asarray(buffer.sum_tree[buffer.num_leaves :][: int(buffer.size)])
     assert leaves.min() > 0 and leaves.std() > 0
+
+
+def test_critic_loss_on_a_hand_made_transition():
+    """DDPG's steps are usable outside ``make``: with Γ = 0 the target is the
+    reward, so the loss is ½(Q − r)² and the priority |r − Q|."""
+    env, env_params = envs.make("Pendulum-v1")
+    spec = ddpg.make_spec("ddpg", env, env_params, ddpg.Config(buffer_size=16, hidden_sizes=(8,)),
+                          ddpg.SCALAR_CRITIC)
+    state = ddpg.init(spec, jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    batch = replay.Transition(obs=obs, action=jnp.full((4, 1), 0.5), reward=jnp.arange(4.0),
+                              discount=jnp.zeros(4), next_obs=obs)
+    total, (loss, priority, q) = ddpg.critic_loss(spec, state.critic_params, state, batch, jnp.ones(4))
+    np.testing.assert_allclose(loss, np.mean(0.5 * (np.asarray(q) - np.arange(4.0)) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(priority, np.abs(np.arange(4.0) - np.asarray(q)), rtol=1e-6)
+    assert float(total) == float(loss)  # no weight decay by default
+    trained, _, stats = ddpg.learn(spec, state, batch, jnp.ones(4))
+    assert int(trained.updates) == 1 and float(stats["critic_loss"]) == float(loss)
 
 
 # --------------------------------------------------------------------------- D4PG probes
@@ -188,12 +213,7 @@ def test_d4pg_n_step_categorical_critic_bootstraps_through_time_limits():
     γ of a sweep, which needs the n-step target R + γⁿ·Z'(s') to bootstrap
     from the final observation at the time limit."""
     agent = make_agent(d4pg, "Probe-Truncation-v0", n_step=3, v_min=0.0, v_max=12.0, num_atoms=51)
-    gammas = [0.5, 0.8]
-    keys = jax.random.split(jax.random.PRNGKey(5), 2)
-    states, _ = train(agent, 250)(keys, stacked_hparams(agent, 2, gamma=gammas))
-    for i, gamma in enumerate(gammas):
-        q = float(q_value(agent, unstack(states, i), [0.0], [0.0]))
-        np.testing.assert_allclose(q, 1.0 / (1.0 - gamma), rtol=0.05)
+    check_truncation_values_in_a_gamma_sweep(agent, seed=5)
 
 
 def test_d4pg_actor_finds_the_optimal_action():

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxrl import envs
-from jaxrl.agents import REGISTRY, dqn
+from jaxrl import envs, replay
+from jaxrl.agents import REGISTRY, dqn, off_policy, q_learning
 from jaxrl.cli import main
 
 
@@ -172,6 +172,25 @@ def test_soft_update_matches_polyak_average():
     got = dqn.soft_update(target, online, 0.25)
     np.testing.assert_allclose(got["w"], [1.0, 1.0])
     np.testing.assert_array_equal(dqn.soft_update(target, online, 1.0)["w"], online["w"])
+
+
+def test_the_shared_q_learning_step_works_on_its_own():
+    """One Q-learning step outside any agent, on a hand-made batch: with Γ = 0
+    the targets are the rewards, the loss falls, and a period-1 hard target
+    update copies the new parameters."""
+    network = q_learning.QNetwork(2, ())
+    spec = q_learning.QSpec(apply=network.apply, optimizer=off_policy.adam(), double=True,
+                            target_update="hard", target_update_period=1, batch_size=4, learning_starts=0)
+    learner = q_learning.new_learner(spec, jax.random.PRNGKey(0), jnp.zeros((3,)), network, 0.1)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (4, 3))
+    batch = replay.Transition(obs=obs, action=jnp.array([0, 1, 0, 1]), reward=jnp.arange(4.0),
+                              discount=jnp.zeros(4), next_obs=obs)
+    hp = dqn.Config(learning_rate=0.1).hparams()
+    loss = lambda params: float(q_learning.q_loss(params, params, network.apply, batch, hp, True)[0])
+    trained, stats = q_learning.gradient_step(spec, learner, batch, hp)
+    assert float(stats["loss"]) == loss(learner.params) and loss(trained.params) < loss(learner.params)
+    assert int(trained.updates) == 1
+    jax.tree.map(np.testing.assert_array_equal, trained.target_params, trained.params)
 
 
 def test_hard_target_copies_every_period(probe_results):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from jaxrl import feedback
-from jaxrl.agents import label_store as ls
+from jaxrl.feedback import label_store as ls
 from jaxrl.feedback import queries as fq
 from jaxrl.feedback import render
 
@@ -31,7 +31,7 @@ from jaxrl.feedback import render
 def test_label_store_keeps_every_completed_label_when_the_writer_is_killed(tmp_path):
     path = tmp_path / "labels.jsonl"
     writer = subprocess.Popen([sys.executable, "-c", f"""
-from jaxrl.agents.label_store import LabelStore
+from jaxrl.feedback.label_store import LabelStore
 store = LabelStore({str(path)!r})
 i = 0
 while True:
@@ -151,8 +151,9 @@ def test_clips_have_one_frame_per_step_and_show_the_state(env_id, obs_dim, actio
 
 
 def test_cartpole_frame_moves_the_cart_with_x():
+    cart_row = round(114 * render.WIDTH / 240)  # the cart spans y 108..120 of the 240 x 160 design grid
     centre = lambda x: np.nonzero(np.asarray(render.cartpole_frame(np.array([x, 0, 0, 0]), 0))
-                                  [render.HEIGHT - 45].sum(-1) < 200)[0].mean()
+                                  [cart_row].sum(-1) < 200)[0].mean()
     assert centre(-1.0) < centre(0.0) < centre(1.0)
 
 
@@ -216,25 +217,105 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_notebook_labeller_shows_both_clips_and_appends(labelled_run):
     labeller = feedback.notebook_labeller(labelled_run, labeller="nb", display=False)
     html = labeller._repr_html_()
-    assert html.count("data:image/gif;base64,") == 2 and "segment 1" in html and "segment 3" in html
+    # One animation of both clips, in sync; no internal segment ids; the guide and progress.
+    assert html.count("data:image/gif;base64,") == 1 and "segment 1" not in html
+    assert "pole upright" in html and "2 pending" in html and "starting" in html
     labeller.answer("right")
     assert labeller.current.key == (2, 4)
     with pytest.raises(ValueError, match="choice"):
         labeller.answer("up")
     labeller.answer("left")
     assert labeller.current is None and labeller.answer("left") is None
-    assert [(x.left, x.choice, x.labeller) for x in ls.read_labels(fq.labels_path(labelled_run))] == [
-        (1, "right", "nb"), (2, "left", "nb")]
+    labeller.undo()  # takes back (2, 4): it is pending again, and the store only grew
+    assert labeller.current.key == (2, 4) and "taken back" in labeller.html()
+    labeller.answer("equal")
+    records = [(x.left, x.choice, x.labeller) for x in ls.read_labels(fq.labels_path(labelled_run))]
+    assert records == [(1, "right", "nb"), (2, "left", "nb"), (2, "undo", "nb"), (2, "equal", "nb")]
+    assert {k: x.choice for k, x in feedback.answers(labelled_run).items()} == {(1, 3): "right", (2, 4): "equal"}
 
 
 def test_notebook_widget_buttons_label(labelled_run):
     pytest.importorskip("ipywidgets")
     labeller = feedback.notebook_labeller(labelled_run, display=False)
     view, buttons = labeller.widget.children
-    assert [b.description for b in buttons.children] == ["left", "equal", "right", "skip", "refresh"]
+    assert [b.description for b in buttons.children] == [
+        "left", "equal", "right", "skip", "undo", "slow motion", "refresh"]
     buttons.children[1].click()  # equal
-    assert "segment 2" in view.value
-    assert [(x.left, x.choice) for x in ls.read_labels(fq.labels_path(labelled_run))] == [(1, "equal")]
+    assert "Saved: equal" in view.value
+    buttons.children[4].click()  # undo
+    assert "taken back" in view.value and labeller.current.key == (1, 3)
+    assert [(x.left, x.choice) for x in ls.read_labels(fq.labels_path(labelled_run))] == [(1, "equal"), (1, "undo")]
+
+
+# ------------------------------------------------------- undo and run status
+
+
+def test_an_undo_reopens_a_query_until_the_run_has_used_its_answer(labelled_run):
+    store = ls.LabelStore(fq.labels_path(labelled_run))
+    store.append(1, 3, "left", "ana")
+    store.append(2, 4, "right", "ana")
+    fq.undo_answer(labelled_run, store, 2, 4, "ana")
+    assert [q.key for q in feedback.pending_queries(labelled_run)] == [(2, 4)]
+    with pytest.raises(KeyError, match="no answer to undo"):
+        fq.undo_answer(labelled_run, store, 2, 4, "ana")
+    with pytest.raises(ValueError, match="retract"):
+        store.append(2, 4, "undo", "ana")  # an undo is written by retract only
+    store.append(2, 4, "equal", "ana")
+    # The run takes round 0's answers: from then on they cannot be undone.
+    labeller = fq.HumanLabeller(labelled_run, timeout=1, say=lambda _: None)
+    preference, answered = labeller(0, _segments([1, 2]), _segments([3, 4]), np.array([True, True]))
+    assert preference.tolist() == [1.0, 0.5] and answered.all()
+    assert feedback.run_status(labelled_run).consumed_iteration == 0
+    with pytest.raises(fq.AlreadyUsed, match="can no longer be undone"):
+        fq.undo_answer(labelled_run, store, 1, 3, "ana")
+    server = feedback.make_server(labelled_run, "127.0.0.1", 0, labeller="ana")
+    try:
+        with pytest.raises(fq.AlreadyUsed):
+            server.undo(2, 4)
+    finally:
+        server.server_close()
+    # Four records, none removed; the standing answers are the last ones given.
+    assert [x.choice for x in ls.read_labels(fq.labels_path(labelled_run))] == ["left", "right", "undo", "equal"]
+
+
+def test_run_status_follows_the_run(labelled_run, monkeypatch):
+    from jaxrl.feedback import status
+
+    config = {"env_id": "CartPole-v1", "agent_config": {"label_budget": 8}, "iterations": 6,
+              "total_steps": 192, "env_steps_per_step": 32}
+    (labelled_run / "config.json").write_text(json.dumps(config))
+    assert status.run_status(labelled_run).state == "starting"
+    writer = status.StatusWriter(labelled_run)
+    writer.update(state="waiting", iteration=2, waiting_for=1)
+    run = status.run_status(labelled_run)
+    assert (run.state, run.iteration, run.env_steps, run.label_budget, run.waiting_for) == ("waiting", 2, 96, 8, 1)
+    assert "Waiting for labels: 1 to answer in round 1" in status.run_text(run, 1, labelled_run)
+    assert "Labels received" in status.run_text(run, 1, labelled_run, pending=0)
+    later = time.time() + status.GONE_AFTER_SECONDS + 1
+    assert status.run_status(labelled_run, now=later).state == "gone"  # no heartbeat: crashed or stopped
+    (labelled_run / "summary.json").write_text(json.dumps({"status": "completed"}))
+    assert status.run_status(labelled_run, now=later).state == "finished"
+    writer.close()
+
+
+def test_two_pages_get_different_queries_and_a_poll_wakes_on_an_answer(labelled_run):
+    server = feedback.make_server(labelled_run, "127.0.0.1", 0)
+    try:
+        a, b = server.state("tab-a"), server.state("tab-b")
+        assert (a["query"]["left"], b["query"]["left"]) == (1, 2)
+        assert server.state("tab-a")["query"]["left"] == 1  # a page keeps its query
+        assert a["progress"]["pending"] == 2 and a["run"]["state"] == "starting"
+        woke = []
+        poll = threading.Thread(target=lambda: (server.wait_for_change(a["version"], 10), woke.append(time.monotonic())))
+        poll.start()
+        time.sleep(0.2)
+        answered = time.monotonic()
+        server.answer(1, 3, "left")
+        poll.join()
+        assert woke and woke[0] - answered < 1.0
+        assert server.state("tab-a")["query"]["left"] == 2  # the last one, shown to both now
+    finally:
+        server.server_close()
 
 
 # -------------------------------------------------------------------- CLI

@@ -1,11 +1,11 @@
 """IMPALA: probe environments with known answers, the actors' policy lag, the
-V-trace correction against no correction, determinism and vmapped sweeps, a
-data-parallel learner over two (forced CPU) devices, the CLI, and learning
-CartPole-v1 with lagged actors (`slow`)."""
+V-trace correction against no correction, config errors, a data-parallel
+learner over two (forced CPU) devices, the CLI, and learning CartPole-v1 with
+lagged actors (`slow`). The probes and the sweep it shares with PPO are in
+test_actor_critic.py."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -17,44 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_actor_critic import probe_agent, train, value_of
 
 from jaxrl import envs
 from jaxrl.agents import impala
 from jaxrl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def train(agent, key, iterations, hparams=None):
-    """A whole run as one XLA program."""
-
-    def run(key, hparams):
-        state = agent.init(key, hparams)
-        return jax.lax.scan(lambda s, _: agent.step(s), state, length=iterations)
-
-    return jax.jit(run)(key, hparams)
-
-
-PROBE_CONFIG = impala.Config(
-    num_envs=16,
-    rollout_len=4,
-    policy_lag=2,
-    learning_rate=3e-3,
-    anneal_lr=False,
-    entropy_cost=0.0,
-    hidden_sizes=(32,),
-    gamma=0.9,
-)
-
-
-def probe_agent(env_id, **overrides):
-    env, env_params = envs.make(env_id)
-    return impala.make(env, env_params, dataclasses.replace(PROBE_CONFIG, **overrides))
-
-
-def values_of(agent, state, observations):
-    learner = impala.make_learner(agent.env, agent.env_params, agent.config)
-    return learner.network.apply(state.params, jnp.asarray(observations, jnp.float32))[1]
 
 
 # ---------------------------------------------------------------- probes
@@ -71,31 +40,10 @@ def values_of(agent, state, observations):
     ],
 )
 def test_value_probes_learn_known_values(env_id, observations, expected, iterations):
-    agent = probe_agent(env_id)
+    agent = probe_agent("impala", env_id)
     state, _ = train(agent, jax.random.PRNGKey(0), iterations)
-    values = values_of(agent, state, observations)
+    values = value_of(agent, state, observations)
     np.testing.assert_allclose(values, expected, atol=0.1 * max(1.0, max(map(abs, expected))))
-
-
-def test_action_dependent_reward_probe_learns_best_action():
-    agent = probe_agent("Probe-ActionDependentReward-v0", policy_lag=4)
-    state, _ = train(agent, jax.random.PRNGKey(1), 300)
-    params = agent.policy_params(state)
-    greedy = agent.act(params, jnp.zeros((1,)), jax.random.PRNGKey(0), deterministic=True)
-    assert int(greedy) == 1
-    samples = jax.vmap(lambda k: agent.act(params, jnp.zeros((1,)), k))(
-        jax.random.split(jax.random.PRNGKey(2), 200)
-    )
-    assert float(jnp.mean(samples == 1)) > 0.9
-
-
-def test_continuous_action_probe_finds_optimum():
-    agent = probe_agent("Probe-ContinuousAction-v0")
-    state, _ = train(agent, jax.random.PRNGKey(3), 800)
-    mean_action = agent.act(
-        agent.policy_params(state), jnp.zeros((1,)), jax.random.PRNGKey(0), deterministic=True
-    )
-    np.testing.assert_allclose(mean_action, [0.5], atol=0.1)
 
 
 # ---------------------------------------------------------------- lag
@@ -238,57 +186,7 @@ def test_baseline_trained_off_policy_learns_the_target_policy_value():
     assert abs(results["none"] - 0.5) < 0.05, results
 
 
-# ---------------------------------------------------------------- seeds, sweeps, config
-
-@pytest.fixture(scope="module")
-def cartpole_agent():
-    env, env_params = envs.make("CartPole-v1")
-    return impala.make(env, env_params, impala.Config(num_envs=4, rollout_len=8, policy_lag=2,
-                                                      hidden_sizes=(16,)))
-
-
-@pytest.fixture(scope="module")
-def cartpole_train(cartpole_agent):
-    agent = cartpole_agent
-
-    @jax.jit
-    def run(keys, hparams):
-        def one(key, hp):
-            state = agent.init(key, hp)
-            return jax.lax.scan(lambda s, _: agent.step(s), state, length=4)
-
-        return jax.vmap(one)(keys, hparams)
-
-    return run
-
-
-def _tile(hparams, n):
-    return jax.tree.map(lambda x: jnp.full((n,), x), hparams)
-
-
-
-
-def test_hyperparameter_sweep_is_one_vmap(cartpole_agent, cartpole_train):
-    base = cartpole_agent.default_hparams()
-    hp = _tile(base, 3).replace(learning_rate=jnp.array([0.0, 1e-3, 1e-2]))
-    keys = jnp.stack([jax.random.PRNGKey(7)] * 3)
-    state, _ = cartpole_train(keys, hp)
-    init_params = jax.vmap(cartpole_agent.init)(keys, hp).params
-    moved = [
-        max(float(jnp.max(jnp.abs(a[i] - b[i])))
-            for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(init_params)))
-        for i in range(3)
-    ]
-    assert moved[0] == 0.0, "learning_rate=0 must leave the parameters unchanged"
-    assert 0.0 < moved[1] < moved[2]
-    compiled_before = cartpole_train._cache_size()
-    cartpole_train(keys, hp.replace(clip_rho_threshold=jnp.array([0.5, 1.0, 2.0]),
-                                    gamma=jnp.array([0.9, 0.95, 0.99]),
-                                    entropy_cost=jnp.array([0.0, 0.01, 0.1])))
-    assert cartpole_train._cache_size() == compiled_before
-
-
-
+# ---------------------------------------------------------------- config
 
 @pytest.mark.parametrize(
     "field, value",

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jaxrl import feedback
-from jaxrl.agents import label_store as ls
+from jaxrl.feedback import label_store as ls
 from jaxrl.feedback import queries as fq
 from jaxrl.feedback import server as fs
 
@@ -76,7 +76,7 @@ STORE_CASES = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore::jaxrl.agents.label_store.DamagedFileWarning")  # the last read's
+@pytest.mark.filterwarnings("ignore::jaxrl.feedback.label_store.DamagedFileWarning")  # the last read's
 @pytest.mark.parametrize("name, data, lefts, damaged, torn", STORE_CASES, ids=[c[0] for c in STORE_CASES])
 def test_damaged_label_store_is_read_past_reported_and_never_rewritten(tmp_path, name, data, lefts,
                                                                        damaged, torn):

@@ -16,6 +16,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXRL_NOTEBOOK_STEPS", "4096")
+    monkeypatch.setenv("JAXRL_NOTEBOOK_SEEDS", "3")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)  # notebooks that write run directories write them here
     notebook = nbformat.read(path, as_version=4)

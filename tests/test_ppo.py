@@ -1,5 +1,6 @@
-"""PPO: probe environments with known answers, determinism, vmapped sweeps,
-the adaptive-KL rule, and short learning runs (the long ones are `slow`)."""
+"""PPO: probe environments with known answers, its steps used on their own,
+the adaptive-KL rule, and short learning runs (the long ones are `slow`).
+The probes and the sweep it shares with IMPALA are in test_actor_critic.py."""
 
 from __future__ import annotations
 
@@ -9,58 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_actor_critic import probe_agent, train, value_of
 
 from jaxrl import envs
 from jaxrl.agents import ppo
-from jaxrl.networks import ActorCritic
-
-
-def train(agent, key, iterations, hparams=None):
-    """A whole run as one XLA program."""
-
-    def run(key, hparams):
-        state = agent.init(key, hparams)
-        return jax.lax.scan(lambda s, _: agent.step(s), state, length=iterations)
-
-    return jax.jit(run)(key, hparams)
-
-
-def value_of(agent, state, obs):
-    params = agent.policy_params(state)["network"]
-    return _value_fn(agent)(params, jnp.asarray(obs, jnp.float32))
-
-
-def _value_fn(agent):
-    """V(s) of the network the agent builds from its config."""
-    env, env_params, config = agent.env, agent.env_params, agent.config
-    discrete = envs.action_space_kind(env, env_params) == "discrete"
-    space = env.action_space(env_params)
-    net = ActorCritic(
-        action_dim=space.n if discrete else int(np.prod(space.shape)),
-        discrete=discrete,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        obs_ndim=len(envs.observation_shape(env, env_params)),
-    )
-    return lambda params, obs: net.apply(params, obs)[1]
-
-
-PROBE_CONFIG = ppo.Config(
-    num_envs=8,
-    rollout_len=8,
-    num_epochs=4,
-    num_minibatches=2,
-    learning_rate=3e-3,
-    anneal_lr=False,
-    ent_coef=0.0,
-    hidden_sizes=(32,),
-    gamma=0.9,
-)
-
-
-def probe_agent(env_id, **overrides):
-    env, env_params = envs.make(env_id)
-    return ppo.make(env, env_params, dataclasses.replace(PROBE_CONFIG, **overrides))
 
 
 @pytest.mark.parametrize(
@@ -76,80 +29,34 @@ def probe_agent(env_id, **overrides):
 )
 def test_value_probes_learn_known_values(env_id, observations, expected):
     iterations = 300 if env_id == "Probe-Truncation-v0" else 100
-    agent = probe_agent(env_id)
+    agent = probe_agent("ppo", env_id)
     state, _ = train(agent, jax.random.PRNGKey(0), iterations)
     values = value_of(agent, state, observations)
     np.testing.assert_allclose(values, expected, atol=0.1 * max(1.0, max(map(abs, expected))))
 
 
-def test_action_dependent_reward_probe_learns_best_action():
-    agent = probe_agent("Probe-ActionDependentReward-v0", ent_coef=0.0)
-    state, _ = train(agent, jax.random.PRNGKey(1), 60)
-    params = agent.policy_params(state)
-    greedy = agent.act(params, jnp.zeros((1,)), jax.random.PRNGKey(0), deterministic=True)
-    assert int(greedy) == 1
-    samples = jax.vmap(lambda k: agent.act(params, jnp.zeros((1,)), k))(
-        jax.random.split(jax.random.PRNGKey(2), 200)
-    )
-    assert float(jnp.mean(samples == 1)) > 0.9
-
-
-def test_continuous_action_probe_finds_optimum():
-    agent = probe_agent("Probe-ContinuousAction-v0")
-    state, _ = train(agent, jax.random.PRNGKey(3), 150)
-    mean_action = agent.act(
-        agent.policy_params(state), jnp.zeros((1,)), jax.random.PRNGKey(0), deterministic=True
-    )
-    np.testing.assert_allclose(mean_action, [0.5], atol=0.1)
-
-
-@pytest.fixture(scope="module")
-def cartpole_agent():
+def test_steps_are_module_functions_usable_without_make():
     env, env_params = envs.make("CartPole-v1")
-    return ppo.make(env, env_params, ppo.Config(num_envs=4, rollout_len=16, num_minibatches=2))
-
-
-@pytest.fixture(scope="module")
-def cartpole_train(cartpole_agent):
-    agent = cartpole_agent
-
-    @jax.jit
-    def run(keys, hparams):
-        def one(key, hp):
-            state = agent.init(key, hp)
-            return jax.lax.scan(lambda s, _: agent.step(s), state, length=3)
-
-        return jax.vmap(one)(keys, hparams)
-
-    return run
-
-
-def _tile(hparams, n):
-    return jax.tree.map(lambda x: jnp.full((n,), x), hparams)
-
-
-
-
-def test_learning_rate_sweep_is_one_vmap(cartpole_agent, cartpole_train):
-    base = cartpole_agent.default_hparams()
-    hp = _tile(base, 3).replace(learning_rate=jnp.array([0.0, 1e-3, 1e-2]))
-    keys = jnp.stack([jax.random.PRNGKey(7)] * 3)
-    state, metrics = cartpole_train(keys, hp)
-    init_params = jax.vmap(cartpole_agent.init)(keys, hp).params
-    moved = [
-        max(float(jnp.max(jnp.abs(a[i] - b[i])))
-            for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(init_params)))
-        for i in range(3)
-    ]
-    assert moved[0] == 0.0, "learning_rate=0 must leave the parameters unchanged"
-    assert 0.0 < moved[1] < moved[2]
-    # Other values of the same hyperparameters reuse the compiled program.
-    compiled_before = cartpole_train._cache_size()
-    cartpole_train(keys, hp.replace(learning_rate=jnp.array([3e-4, 3e-3, 3e-2]),
-                                    clip_eps=jnp.array([0.1, 0.2, 0.3]),
-                                    gamma=jnp.array([0.9, 0.95, 0.99]),
-                                    ent_coef=jnp.array([0.0, 0.01, 0.1])))
-    assert cartpole_train._cache_size() == compiled_before
+    config = ppo.Config(num_envs=2, rollout_len=8, num_minibatches=2, hidden_sizes=(8,))
+    spec = ppo.make_spec(env, env_params, config)
+    state = ppo.init(spec, jax.random.PRNGKey(0))
+    hp = state.hparams
+    state, rollout = jax.jit(ppo.collect)(spec, state)
+    assert rollout.reward.shape == (8, 2) and rollout.obs.shape == (8, 2, 4)
+    advantages, returns = jax.jit(ppo.advantages_and_returns)(spec, state.params, rollout, hp)
+    np.testing.assert_allclose(returns, advantages + rollout.value, rtol=1e-6)
+    batch = ppo.training_batch(rollout, advantages, returns)
+    assert isinstance(batch, ppo.Minibatch) and batch.obs.shape == (16, 4)
+    _, stats = ppo.loss(spec, state.params, batch, hp, jnp.float32(1.0))
+    # Under the parameters that collected the batch π = π_old: no ratio is
+    # clipped and the KL is zero.
+    assert float(stats["clip_fraction"]) == 0.0
+    np.testing.assert_allclose(stats["approx_kl"], 0.0, atol=1e-6)
+    params, _, stats = jax.jit(ppo.update_minibatch)(
+        spec, state.params, state.opt_state, batch, hp, jnp.float32(1.0))
+    assert float(stats["grad_norm"]) > 0.0
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params),
+                                                        jax.tree.leaves(state.params)))
 
 
 def test_adaptive_kl_beta_follows_the_paper_rule():

@@ -11,6 +11,7 @@ import json
 import time
 
 import fake_agent
+from stop_sink import StopAt
 import jax
 import numpy as np
 import pytest
@@ -132,29 +133,10 @@ def test_plan_chunks():
 # ------------------------------------------------------------------ resume
 
 
-class StopAfter:
-    """A sink that fails on its ``n``-th chunk, after the CSV sink has written it:
-    like a kill between writing metrics and checkpointing."""
-
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def open(self, metric_names, num_seeds, resume_env_steps):
-        pass
-
-    def write(self, chunk):
-        self.seen += 1
-        if self.seen == self.n:
-            raise KeyboardInterrupt("stop")
-
-    def close(self):
-        pass
-
-
 def test_resume_is_bit_exact(agent, uninterrupted, tmp_path):
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
-        train(agent, out, sinks=[StopAfter(4)])
+        train(agent, out, sinks=[StopAt(4)])
     assert run.Checkpointer(out / "checkpoints").latest_iteration() == 3 * CHUNK
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * CHUNK * SEEDS  # the 4th chunk's rows were written
@@ -224,6 +206,17 @@ def test_force_replaces_only_run_files(tmp_path):
     assert not (out / "metrics.csv").exists() and not (out / "checkpoints" / "3").exists()
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "checkpoints" / "mine.txt").read_text() == "a user's file"
+
+
+def test_a_path_through_a_new_directory_and_back_is_checked_as_its_parent(tmp_path):
+    # "mine/new/.." is "mine" once "new" exists: a run must not start in a
+    # directory of someone else's files by way of a path that does not exist yet.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(rundir.RunDirError, match="not empty and is not a jaxrl run"):
+        rundir.start_new_run(mine / "new" / "..", fake_agent.saved_config(), force=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
 
 def test_interrupted_checkpoint_save_is_ignored(tmp_path):

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxrl.agents import impala
+from jaxrl.agents import fields, impala
 from jaxrl.agents.base import Agent
-from jaxrl.config import Check, field, non_negative, positive
+from jaxrl.config import Check, field, non_negative
 
 ACTION_SPACES = impala.ACTION_SPACES
 Trajectory = impala.Trajectory
@@ -47,7 +47,7 @@ class Config(impala.Config):
     """Always 0 (A2C is on-policy; lagged actors are ``impala``)."""
     entropy_cost: float = field(0.01, check=non_negative, swept=True)
     """Weight of the entropy bonus (A2C's customary 0.01)."""
-    max_grad_norm: float = field(0.5, check=positive, swept=True)
+    max_grad_norm: float = fields.max_grad_norm(0.5)
     """Global gradient-norm bound (A2C's customary 0.5)."""
 
 

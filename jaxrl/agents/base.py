@@ -17,9 +17,13 @@ them is one ``jax.vmap(agent.init)(keys, hparams)`` with no recompilation.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import jax
+
+from jaxrl.config import require
 
 PyTree = Any
 
@@ -59,14 +63,45 @@ class Agent:
     env_steps_per_step: int
 
 
-def require(ok: bool, algo: str, field: str, value: Any, allowed: str) -> None:
-    """Raise the config error every agent's ``Config.validate`` gives.
+def bind(name: str, spec: Any, env: Any, env_params: Any, *, init: Callable, step: Callable,
+         act: Callable, evaluate: Callable, policy_params: Callable,
+         env_steps_per_step: int) -> Agent:
+    """The :class:`Agent` of an agent module's functions ``init(spec, ...)``,
+    ``step(spec, ...)``, ``act(spec, ...)`` and ``evaluate(spec, ...)``, each
+    bound to the static ``spec`` (which holds the ``config``): all a module's
+    ``make`` does once it has built its spec."""
+    bound = lambda fn: functools.partial(fn, spec)
+    return Agent(name=name, config=spec.config, env=env, env_params=env_params,
+                 init=bound(init), step=bound(step), act=bound(act),
+                 policy_params=policy_params, evaluate=bound(evaluate),
+                 default_hparams=spec.config.hparams, env_steps_per_step=env_steps_per_step)
 
-    The message names the agent, the field, the value and what is allowed,
-    e.g. ``ppo.Config.num_envs=0 is invalid: expected a positive integer``.
+
+@dataclasses.dataclass(frozen=True)
+class HostNeeds:
+    """What an algorithm asks of the host beyond ``jaxrl.run.train``, declared
+    through the agent registry (:func:`jaxrl.agents.host_needs`) so that the
+    command line serves it without knowing the algorithm.
+
+    Attributes:
+      async_actors: it can also train with actor threads and a learner thread
+        (``jaxrl train ALGO --async``, :mod:`jaxrl.distributed.async_impala`).
+      human_labels: its ``step`` waits for labels people give in the run
+        directory (``jaxrl label``), so a run trains one seed.
+      label_timeout: seconds to wait for a label before the run stops.
+      with_labeller: ``with_labeller(agent, labeller) -> agent``, the agent
+        made again so that its ``step`` asks ``labeller`` (a
+        :class:`jaxrl.feedback.HumanLabeller` of the run directory).
+      make_kwargs: what the module's ``make`` needs besides the config to make
+        the agent without the host (to evaluate or export a run, or before
+        ``with_labeller`` binds the run's labeller).
     """
-    if not ok:
-        raise ValueError(f"{algo}.Config.{field}={value!r} is invalid: expected {allowed}")
+
+    async_actors: bool = False
+    human_labels: bool = False
+    label_timeout: float | None = None
+    with_labeller: Callable[[Agent, Any], Agent] | None = None
+    make_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def algorithm_name(config_cls: type) -> str:

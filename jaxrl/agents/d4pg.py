@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import ops
-from jaxrl.agents import ddpg
+from jaxrl.agents import ddpg, fields
 from jaxrl.agents.base import Agent, config_requirer, require
 from jaxrl.agents.ddpg import HParams, State  # noqa: F401  (public names of this agent too)
 from jaxrl.config import at_least, field, positive
@@ -49,9 +49,9 @@ class Config(ddpg.Config):
     prioritised, many-actor defaults, and the categorical critic's support."""
 
     # A redeclared field replaces its base's declaration whole, check included.
-    num_envs: int = field(8, check=positive)
+    num_envs: int = fields.num_envs(8)
     """Parallel actors (vmapped environments) filling one replay buffer."""
-    updates_per_step: int = field(8, check=positive)
+    updates_per_step: int = fields.updates_per_step(8)
     """Gradient updates per step (8 updates for 8 actors: one per env step)."""
     n_step: int = field(5, check=positive)
     """Rewards summed before bootstrapping (the paper's N = 5)."""

@@ -38,27 +38,32 @@ With prioritised replay, β rises linearly from ``priority_beta`` to 1 over
 ``total_steps`` env steps (Schaul et al. 2016, §3.4), unless
 ``priority_beta_anneal`` is off.
 
-``build`` holds the machinery shared with D4PG (``jaxrl.agents.d4pg``), which
-swaps the scalar critic for a categorical one through :class:`CriticSpec`.
+The steps (:func:`exploration_action`, :func:`collect`, :func:`critic_loss`,
+:func:`actor_loss`, :func:`learn`, :func:`update`, :func:`step`, ...) are
+module-level functions of a static :class:`Spec`; :func:`build` makes the
+spec and binds them into an :class:`Agent`. D4PG (``jaxrl.agents.d4pg``)
+reuses them all, swapping the scalar critic for a categorical one through
+:class:`CriticSpec`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Sequence
+import functools
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
 from jaxrl import envs, ops, replay
-from jaxrl.agents.base import Agent, AgentConfig, config_requirer
-from jaxrl.config import (
-    field, hparams_class, non_negative, one_of, positive, sizes, unit_interval,
+from jaxrl.agents import base, dpg, fields, off_policy
+from jaxrl.agents.base import Agent, AgentConfig
+from jaxrl.agents.dpg import (  # noqa: F401  (public names of this module)
+    SCALAR_CRITIC, Critic, CriticSpec, DeterministicActor, check_continuous,
 )
-from jaxrl.networks import ACTIVATIONS
+from jaxrl.config import field, hparams_class, non_negative, one_of, positive, unit_interval
 from jaxrl.ops.counters import StepCounter
 
 ACTION_SPACES = ("continuous",)
@@ -69,28 +74,23 @@ NOISES = ("gaussian", "ou")
 class Config(AgentConfig):
     """DDPG settings (see the module docstring for where they depart from the paper)."""
 
-    num_envs: int = field(1, check=positive)
+    num_envs: int = fields.num_envs(1)
     """Parallel environments (vmapped); each step adds num_envs transitions."""
-    updates_per_step: int = field(1, check=positive)
+    updates_per_step: int = fields.updates_per_step(1)
     """Gradient updates (critic, actor, targets) per step once warm-up is over."""
-    batch_size: int = field(256, check=positive)
-    """Minibatch size of each update."""
-    buffer_size: int = field(1_000_000, check=positive)
+    batch_size: int = fields.batch_size(256)
+    buffer_size: int = fields.buffer_size(1_000_000)
     """Replay capacity in transitions (36 bytes each on Pendulum-v1)."""
     warmup_steps: int = field(10_000, check=non_negative)
     """Env steps (over all envs) of uniformly random actions before updates start."""
-    total_steps: int = field(500_000, check=positive)
+    total_steps: int = fields.total_steps(500_000)
     """Env steps of the run (prioritised replay's β reaches 1 at the end)."""
-    actor_learning_rate: float = field(1e-3, check=positive, swept=True)
-    """Adam step size of the actor."""
-    critic_learning_rate: float = field(1e-3, check=positive, swept=True)
-    """Adam step size of the critic."""
+    actor_learning_rate: float = fields.learning_rate(1e-3, doc="Adam step size of the actor.")
+    critic_learning_rate: float = fields.learning_rate(1e-3, doc="Adam step size of the critic.")
     critic_weight_decay: float = field(0.0, check=non_negative, swept=True)
     """L2 penalty coefficient on the critic's weights (the paper uses 1e-2)."""
-    gamma: float = field(0.99, check=unit_interval, swept=True)
-    """Discount factor γ."""
-    tau: float = field(0.005, check=unit_interval, swept=True)
-    """Soft target update rate: θ' ← τθ + (1 − τ)θ'."""
+    gamma: float = fields.gamma()
+    tau: float = fields.tau()
     noise: str = field("gaussian", check=one_of(*NOISES))
     """Exploration noise: gaussian | ou (Ornstein–Uhlenbeck, reset at episode ends)."""
     noise_std: float = field(0.1, check=non_negative, swept=True)
@@ -109,16 +109,14 @@ class Config(AgentConfig):
     """Anneal β linearly from priority_beta to 1 over total_steps (off: β stays constant)."""
     priority_eps: float = field(1e-6, check=positive, swept=True)
     """Added to |TD error| so that no stored item has priority 0."""
-    hidden_sizes: tuple[int, ...] = field((256, 256), check=sizes)
+    hidden_sizes: tuple[int, ...] = fields.hidden_sizes((256, 256))
     """Hidden layer sizes of the actor and the critic."""
-    activation: str = field("relu", check=one_of(*ACTIVATIONS))
-    """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
+    activation: str = fields.activation("relu")
 
     def validate(self) -> None:
         """The declared checks, then the replay buffer must hold one step of every env."""
         super().validate()
-        require = config_requirer(self)
-        require(self.buffer_size >= self.num_envs, "buffer_size", f"at least num_envs = {self.num_envs}")
+        off_policy.require_buffers_hold_one_step(self, "buffer_size")
 
 
 # The swept fields, carried in the state (leaves may be batched). Every step
@@ -127,92 +125,7 @@ class Config(AgentConfig):
 HParams = hparams_class(Config)
 
 
-# --------------------------------------------------------------------------- networks
-
-
-def _final_init(key, shape, dtype=jnp.float32):
-    # The paper's U[−3e-3, 3e-3] for the last layers: initial outputs near 0.
-    return jax.random.uniform(key, shape, dtype, -3e-3, 3e-3)
-
-
-class DeterministicActor(nn.Module):
-    """μ(s) ∈ [−1, 1]^A: an MLP with a tanh output."""
-
-    action_dim: int
-    hidden_sizes: Sequence[int] = (256, 256)
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        x = obs
-        for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
-        return jnp.tanh(nn.Dense(self.action_dim, kernel_init=_final_init, bias_init=_final_init)(x))
-
-
-class Critic(nn.Module):
-    """Q(s, a): an MLP over ``[s, a]`` with ``num_outputs`` outputs (1 for a
-    scalar Q, the atoms' logits for a categorical critic)."""
-
-    num_outputs: int = 1
-    hidden_sizes: Sequence[int] = (256, 256)
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        x = jnp.concatenate([obs, action], axis=-1)
-        for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
-        return nn.Dense(self.num_outputs, kernel_init=_final_init, bias_init=_final_init)(x)
-
-
-# --------------------------------------------------------------------------- critic
-
-
-class CriticSpec(NamedTuple):
-    """What distinguishes a critic: DDPG's scalar Q or D4PG's categorical Z.
-
-    Attributes:
-      num_outputs: outputs of the critic network per (s, a).
-      q_value: ``q_value(critic_out) -> Q [...]``, the value the actor ascends.
-      td_loss: ``td_loss(critic_out, target_out, reward, discount) ->
-        (loss [N], priority [N])``: the per-sample critic loss against the
-        target ``R + Γ·Z'(s', μ'(s'))`` (target_out is the target critic's
-        output at s') and the raw priority for prioritised replay.
-    """
-
-    num_outputs: int
-    q_value: Callable[[jax.Array], jax.Array]
-    td_loss: Callable[..., tuple[jax.Array, jax.Array]]
-
-
-def scalar_q_value(critic_out: jax.Array) -> jax.Array:
-    return critic_out[..., 0]
-
-
-def scalar_td_loss(critic_out, target_out, reward, discount):
-    """½(Q(s, a) − y)² with y = R + Γ·Q'(s', μ'(s')); priority |y − Q|."""
-    q = critic_out[..., 0]
-    target = jax.lax.stop_gradient(reward + discount * target_out[..., 0])
-    return ops.squared_loss_per_element(q, target), jnp.abs(target - q)
-
-
-SCALAR_CRITIC = CriticSpec(num_outputs=1, q_value=scalar_q_value, td_loss=scalar_td_loss)
-
-
-# --------------------------------------------------------------------------- state
-
-
-@struct.dataclass
-class Window:
-    """The last ``n_step`` one-step transitions of every env, oldest first
-    (``[n, B, ...]``), and how many steps have filled it."""
-
-    steps: replay.Transition
-    episode_end: jax.Array
-    filled: jax.Array
+# --------------------------------------------------------------------------- state and spec
 
 
 @struct.dataclass
@@ -227,7 +140,7 @@ class State:
     critic_opt_state: optax.OptState
     buffer: Any
     """``replay.ReplayState`` or ``replay.PrioritizedState``."""
-    window: Window
+    window: replay.Window
     env_state: Any
     obs: jax.Array
     noise: jax.Array
@@ -239,278 +152,272 @@ class State:
     updates: jax.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class Spec(off_policy.EnvSpec):
+    """What is static about a DDPG-family agent: its name, config,
+    environment (acting in [−1, 1]), networks, critic and optimiser."""
+
+    algo: str
+    act_env: Any
+    """``env`` under :class:`jaxrl.envs.RescaleAction`: [−1, 1] onto the env's bounds."""
+    actor: DeterministicActor
+    critic: Critic
+    critic_spec: CriticSpec
+    action_shape: tuple[int, ...]
+    optimizer: optax.GradientTransformation
+
+    @property
+    def action_dim(self) -> int:
+        return self.actor.action_dim
+
+    @property
+    def buffer_lib(self):
+        return replay.prioritized if self.config.prioritized else replay.uniform
+
+
+def make_spec(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -> Spec:
+    """Validates ``config`` and the action space, and builds the :class:`Spec`."""
+    config.validate()
+    check_continuous(algo, env, env_params)
+    action_shape = envs.action_shape(env, env_params)
+    hidden = tuple(config.hidden_sizes)
+    act_env = envs.RescaleAction(env)
+    return Spec(
+        algo=algo, config=config, env=env, env_params=env_params, act_env=act_env,
+        train_env=envs.BatchEnv(envs.EpisodeStats(act_env), config.num_envs),
+        actor=DeterministicActor(int(jnp.prod(jnp.array(action_shape))), hidden, config.activation),
+        critic=Critic(critic_spec.num_outputs, hidden, config.activation),
+        critic_spec=critic_spec, obs_shape=envs.observation_shape(env, env_params),
+        action_shape=action_shape, optimizer=off_policy.adam(),
+    )
+
+
+def policy(spec: Spec, actor_params, obs: jax.Array) -> jax.Array:
+    """μ(s) ``[..., A]`` for observations ``[..., *obs_shape]``."""
+    return spec.actor.apply(actor_params, off_policy.flatten_obs(obs, spec.obs_shape))
+
+
+def critic_out(spec: Spec, critic_params, obs: jax.Array, action: jax.Array) -> jax.Array:
+    """The critic's outputs at (s, a) (Q, or a categorical critic's logits)."""
+    return spec.critic.apply(critic_params, off_policy.flatten_obs(obs, spec.obs_shape), action)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
+    """A fresh state: networks and their target copies, empty buffer and window, reset envs."""
+    config = spec.config
+    hparams = config.hparams() if hparams is None else hparams
+    key, k_actor, k_critic, k_env = jax.random.split(key, 4)
+    dummy_obs = jnp.zeros((off_policy.flat_dim(spec.obs_shape),), jnp.float32)
+    dummy_action = jnp.zeros((spec.action_dim,), jnp.float32)
+    actor_params = spec.actor.init(k_actor, dummy_obs)
+    critic_params = spec.critic.init(k_critic, dummy_obs, dummy_action)
+    obs, env_state = spec.train_env.reset(k_env, spec.env_params)
+    example = off_policy.example_transition(spec.obs_shape, spec.action_shape)
+    if config.prioritized:
+        buffer = replay.prioritized.init(example, config.buffer_size, alpha=hparams.priority_alpha)
+    else:
+        buffer = replay.uniform.init(example, config.buffer_size)
+    with_lr = lambda params, lr: ops.with_learning_rate(spec.optimizer.init(params), lr)
+    return State(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_actor_params=actor_params,
+        target_critic_params=critic_params,
+        actor_opt_state=with_lr(actor_params, hparams.actor_learning_rate),
+        critic_opt_state=with_lr(critic_params, hparams.critic_learning_rate),
+        buffer=buffer,
+        window=replay.nstep.empty_window(example, config.n_step, config.num_envs),
+        env_state=env_state,
+        obs=obs.astype(jnp.float32),
+        noise=jnp.zeros((config.num_envs, spec.action_dim), jnp.float32),
+        rng=key,
+        hparams=hparams,
+        iteration=jnp.zeros((), jnp.int32),
+        env_steps=StepCounter.zeros(),
+        updates=jnp.zeros((), jnp.int32),
+    )
+
+
+def exploration_action(spec: Spec, state: State, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Noisy policy action, or a uniform one during warm-up; and the new OU state."""
+    hp, shape = state.hparams, (spec.config.num_envs, spec.action_dim)
+    k_noise, k_random = jax.random.split(key)
+    white = jax.random.normal(k_noise, shape)
+    if spec.config.noise == "ou":
+        # Discretised OU (dt = 1): x ← x − θx + σε, temporally correlated.
+        noise = state.noise - hp.ou_theta * state.noise + hp.noise_std * white
+        perturbation = noise
+    else:
+        noise = state.noise  # stays zero: Gaussian noise has no memory
+        perturbation = hp.noise_std * white
+    action = jnp.clip(policy(spec, state.actor_params, state.obs) + perturbation, -1.0, 1.0)
+    random_action = jax.random.uniform(k_random, shape, minval=-1.0, maxval=1.0)
+    warming_up = ~state.env_steps.at_least(spec.config.warmup_steps)
+    action = jnp.where(warming_up, random_action, action)
+    return action.reshape((spec.config.num_envs,) + spec.action_shape), noise
+
+
+def collect(spec: Spec, state: State, key: jax.Array):
+    """One env step of every env. Returns the state, the n-step transition
+    leaving the window, whether it is complete, and the env's ``info``."""
+    k_act, k_env = jax.random.split(key)
+    action, noise = exploration_action(spec, state, k_act)
+    next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
+        k_env, state.env_state, action, spec.env_params
+    )
+    step = off_policy.one_step_transition(
+        state.obs, action.astype(jnp.float32), reward, terminated, info, state.hparams.gamma)
+    episode_end = jnp.logical_or(terminated, truncated)
+    window, transition, ready = replay.nstep.push(state.window, step, episode_end)
+    noise = jnp.where(episode_end[:, None], 0.0, noise)  # OU restarts with each episode
+    state = state.replace(env_state=env_state, obs=next_obs.astype(jnp.float32), noise=noise, window=window)
+    return state, transition, ready, info
+
+
+def critic_loss(spec: Spec, critic_params, state: State, batch: replay.Transition, weights: jax.Array):
+    """Importance-weighted critic loss against the target networks' bootstrap,
+    plus the L2 penalty; and ``(loss, priority [N], Q [N])``."""
+    next_action = policy(spec, state.target_actor_params, batch.next_obs)
+    target_out = critic_out(spec, state.target_critic_params, batch.next_obs, next_action)
+    out = critic_out(spec, critic_params, batch.obs, batch.action.reshape(-1, spec.action_dim))
+    per_sample, priority = spec.critic_spec.td_loss(out, target_out, batch.reward, batch.discount)
+    loss = jnp.mean(weights * per_sample)
+    l2 = sum(jnp.sum(jnp.square(w)) for w in dpg.kernels(critic_params))
+    total = loss + 0.5 * state.hparams.critic_weight_decay * l2
+    return total, (loss, priority, spec.critic_spec.q_value(out))
+
+
+def actor_loss(spec: Spec, actor_params, critic_params, obs: jax.Array) -> jax.Array:
+    """−E[Q(s, μ(s))]: the deterministic policy gradient's objective."""
+    q = spec.critic_spec.q_value(critic_out(spec, critic_params, obs, policy(spec, actor_params, obs)))
+    return -jnp.mean(q)
+
+
+def learn(spec: Spec, state: State, batch: replay.Transition, weights: jax.Array):
+    """Algorithm 1's update: critic, then actor on the new critic, then targets.
+    Returns the state, the priorities ``[N]`` and the stats."""
+    hp = state.hparams
+    grads, (loss, priority, q) = jax.grad(functools.partial(critic_loss, spec), has_aux=True)(
+        state.critic_params, state, batch, weights
+    )
+    critic_opt_state = ops.with_learning_rate(state.critic_opt_state, hp.critic_learning_rate)
+    updates, critic_opt_state = spec.optimizer.update(grads, critic_opt_state, state.critic_params)
+    critic_params = optax.apply_updates(state.critic_params, updates)
+
+    a_loss, a_grads = jax.value_and_grad(functools.partial(actor_loss, spec))(
+        state.actor_params, critic_params, batch.obs)
+    actor_opt_state = ops.with_learning_rate(state.actor_opt_state, hp.actor_learning_rate)
+    updates, actor_opt_state = spec.optimizer.update(a_grads, actor_opt_state, state.actor_params)
+    actor_params = optax.apply_updates(state.actor_params, updates)
+
+    state = state.replace(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_actor_params=off_policy.soft_update(state.target_actor_params, actor_params, hp.tau),
+        target_critic_params=off_policy.soft_update(state.target_critic_params, critic_params, hp.tau),
+        actor_opt_state=actor_opt_state,
+        critic_opt_state=critic_opt_state,
+        updates=state.updates + 1,
+    )
+    stats = {"critic_loss": loss, "actor_loss": a_loss, "q_mean": jnp.mean(q)}
+    return state, priority, stats
+
+
+def priority_beta(spec: Spec, state: State) -> jax.Array:
+    """Prioritised replay's β now: annealed to 1 over ``total_steps``, or constant."""
+    if not spec.config.priority_beta_anneal:
+        return state.hparams.priority_beta
+    progress = state.env_steps.fraction_of(spec.config.total_steps)
+    return replay.prioritized.annealed_beta(state.hparams.priority_beta, progress)
+
+
+def update(spec: Spec, state: State, key: jax.Array):
+    """One gradient update if warm-up is over and the buffer holds a batch."""
+    config = spec.config
+    learning = state.env_steps.at_least(config.warmup_steps) & spec.buffer_lib.can_sample(
+        state.buffer, config.batch_size
+    )
+    if config.prioritized:
+        batch, indices, weights = replay.prioritized.sample(
+            state.buffer, key, config.batch_size, priority_beta(spec, state))
+    else:
+        batch = replay.uniform.sample(state.buffer, key, config.batch_size)
+        indices, weights = None, jnp.ones((config.batch_size,), jnp.float32)
+
+    def skip(state, batch, weights):
+        zero = jnp.zeros((), jnp.float32)
+        stats = {"critic_loss": zero, "actor_loss": zero, "q_mean": zero}
+        return state, jnp.zeros((config.batch_size,), jnp.float32), stats
+
+    # The buffer stays outside the cond: under vmap a cond becomes a
+    # select, which would copy the whole buffer every step.
+    buffer = state.buffer
+    state, priority, stats = jax.lax.cond(
+        learning, functools.partial(learn, spec), skip, state.replace(buffer=None), batch, weights
+    )
+    if config.prioritized:
+        buffer = replay.prioritized.update_priorities(
+            buffer, indices, priority + state.hparams.priority_eps,
+            mask=jnp.broadcast_to(learning, indices.shape),
+        )
+    return state.replace(buffer=buffer), {**stats, "learning": learning.astype(jnp.float32)}
+
+
+def step(spec: Spec, state: State) -> tuple[State, dict[str, jax.Array]]:
+    """One env step of every env into the buffer, then ``updates_per_step`` updates."""
+    config = spec.config
+    rng, k_collect, *k_updates = jax.random.split(state.rng, 2 + config.updates_per_step)
+    state, transition, ready, info = collect(spec, state, k_collect)
+    buffer = state.buffer
+    if config.prioritized:
+        buffer = replay.prioritized.set_alpha(buffer, state.hparams.priority_alpha)
+    buffer = spec.buffer_lib.add(buffer, transition, mask=jnp.broadcast_to(ready, (config.num_envs,)))
+    state = state.replace(buffer=buffer, env_steps=state.env_steps.add(config.num_envs), rng=rng)
+    state, stats = jax.lax.scan(functools.partial(update, spec), state, jnp.stack(k_updates))
+
+    metrics = {k: v.mean() for k, v in stats.items()}
+    metrics.update(**off_policy.episode_metrics(info["episode_return"], info["episode_done"]),
+                   buffer_size=state.buffer.size)
+    if config.prioritized:
+        metrics["priority_beta"] = priority_beta(spec, state)
+    state = state.replace(iteration=state.iteration + 1)
+    return state, off_policy.as_float32(metrics)
+
+
+def policy_params(state: State):
+    """The actor and the noise scale: what :func:`act` needs."""
+    return {"actor": state.actor_params, "noise_std": state.hparams.noise_std}
+
+
+def act(spec: Spec, params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+    """μ(s) in [−1, 1] (which :class:`jaxrl.envs.RescaleAction` maps to the
+    env's bounds), plus Gaussian noise of σ = ``noise_std`` unless
+    ``deterministic``. One observation or a batch."""
+    action = policy(spec, params["actor"], jnp.asarray(obs, jnp.float32))
+    if not deterministic:
+        action = jnp.clip(action + params["noise_std"] * jax.random.normal(key, action.shape), -1, 1)
+    return action.reshape(action.shape[:-1] + spec.action_shape)
+
+
+def evaluate(spec: Spec, state: State, key: jax.Array, num_episodes: int) -> jax.Array:
+    """Returns of ``num_episodes`` noise-free episodes."""
+    params = policy_params(state)
+    policy_fn = lambda obs, k: act(spec, params, obs, k, deterministic=True)
+    return envs.episode_returns(spec.act_env, spec.env_params, policy_fn, key, num_episodes).returns
+
+
+def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -> Agent:
+    """The DDPG steps around any :class:`CriticSpec`, bound into an :class:`Agent`."""
+    spec = make_spec(algo, env, env_params, config, critic_spec)
+    return base.bind(algo, spec, env, env_params, init=init, step=step, act=act,
+                     evaluate=evaluate, policy_params=policy_params,
+                     env_steps_per_step=config.num_envs)
+
+
 def make(env, env_params, config: Config = Config()) -> Agent:
     """Binds DDPG to an environment with a continuous (Box) action space.
     Validates ``config`` and the action space before anything is traced."""
     return build("ddpg", env, env_params, config, SCALAR_CRITIC)
-
-
-def check_continuous(algo: str, env, env_params) -> None:
-    """ValueError for discrete-action environments, which a deterministic
-    policy gradient cannot handle (∇_a Q needs a continuous a)."""
-    kind = envs.action_space_kind(env, env_params)
-    if kind != "continuous":
-        name = getattr(env, "name", type(env).__name__)
-        raise ValueError(
-            f"algorithm {algo!r} supports continuous (Box) action spaces only, but {name!r} has a "
-            f"{type(env.action_space(env_params)).__name__} action space; use a discrete-action "
-            f"algorithm (e.g. ppo) instead"
-        )
-
-
-def build(algo: str, env, env_params, config: Config, critic_spec: CriticSpec) -> Agent:
-    """The DDPG machinery around any :class:`CriticSpec`."""
-    config.validate()
-    check_continuous(algo, env, env_params)
-    obs_shape = envs.observation_shape(env, env_params)
-    action_shape = envs.action_shape(env, env_params)
-    obs_dim = max(1, int(jnp.prod(jnp.array(obs_shape))))
-    action_dim = int(jnp.prod(jnp.array(action_shape)))
-    num_envs, n = config.num_envs, config.n_step
-
-    actor = DeterministicActor(action_dim, tuple(config.hidden_sizes), config.activation)
-    critic = Critic(critic_spec.num_outputs, tuple(config.hidden_sizes), config.activation)
-    flat_obs = lambda obs: obs.reshape(obs.shape[: obs.ndim - len(obs_shape)] + (obs_dim,))
-    policy = lambda params, obs: actor.apply(params, flat_obs(obs))
-    critic_out = lambda params, obs, action: critic.apply(params, flat_obs(obs), action)
-
-    # The agent acts in [-1, 1]; RescaleAction maps onto the env's bounds.
-    act_env = envs.RescaleAction(env)
-    train_env = envs.BatchEnv(envs.EpisodeStats(act_env), num_envs)
-    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
-    buffer_lib = replay.prioritized if config.prioritized else replay.uniform
-
-    def init(key: jax.Array, hparams: HParams | None = None) -> State:
-        hparams = config.hparams() if hparams is None else hparams
-        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
-        dummy_obs = jnp.zeros((obs_dim,), jnp.float32)
-        dummy_action = jnp.zeros((action_dim,), jnp.float32)
-        actor_params = actor.init(k_actor, dummy_obs)
-        critic_params = critic.init(k_critic, dummy_obs, dummy_action)
-        obs, env_state = train_env.reset(k_env, env_params)
-        example = replay.Transition(
-            obs=jnp.zeros(obs_shape, jnp.float32),
-            action=dummy_action.reshape(action_shape),
-            reward=jnp.zeros((), jnp.float32),
-            discount=jnp.zeros((), jnp.float32),
-            next_obs=jnp.zeros(obs_shape, jnp.float32),
-        )
-        if config.prioritized:
-            buffer = replay.prioritized.init(example, config.buffer_size, alpha=hparams.priority_alpha)
-        else:
-            buffer = replay.uniform.init(example, config.buffer_size)
-        window_steps = jax.tree.map(lambda x: jnp.zeros((n, num_envs) + x.shape, x.dtype), example)
-        return State(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_actor_params=actor_params,
-            target_critic_params=critic_params,
-            actor_opt_state=ops.with_learning_rate(optimizer.init(actor_params), hparams.actor_learning_rate),
-            critic_opt_state=ops.with_learning_rate(optimizer.init(critic_params), hparams.critic_learning_rate),
-            buffer=buffer,
-            window=Window(
-                steps=window_steps,
-                episode_end=jnp.zeros((n, num_envs), bool),
-                filled=jnp.zeros((), jnp.int32),
-            ),
-            env_state=env_state,
-            obs=obs.astype(jnp.float32),
-            noise=jnp.zeros((num_envs, action_dim), jnp.float32),
-            rng=key,
-            hparams=hparams,
-            iteration=jnp.zeros((), jnp.int32),
-            env_steps=StepCounter.zeros(),
-            updates=jnp.zeros((), jnp.int32),
-        )
-
-    def exploration_action(state: State, key: jax.Array):
-        """Noisy policy action, or a uniform one during warm-up; and the new OU state."""
-        hp = state.hparams
-        k_noise, k_random = jax.random.split(key)
-        white = jax.random.normal(k_noise, (num_envs, action_dim))
-        if config.noise == "ou":
-            # Discretised OU (dt = 1): x ← x − θx + σε, temporally correlated.
-            noise = state.noise - hp.ou_theta * state.noise + hp.noise_std * white
-            perturbation = noise
-        else:
-            noise = state.noise  # stays zero: Gaussian noise has no memory
-            perturbation = hp.noise_std * white
-        action = jnp.clip(policy(state.actor_params, state.obs) + perturbation, -1.0, 1.0)
-        random_action = jax.random.uniform(k_random, (num_envs, action_dim), minval=-1.0, maxval=1.0)
-        warming_up = ~state.env_steps.at_least(config.warmup_steps)
-        action = jnp.where(warming_up, random_action, action)
-        return action.reshape((num_envs,) + action_shape), noise
-
-    def collect(state: State, key: jax.Array):
-        """One env step of every env; the n-step transition leaving the window."""
-        k_act, k_env = jax.random.split(key)
-        action, noise = exploration_action(state, k_act)
-        next_obs, env_state, reward, terminated, truncated, info = train_env.step(
-            k_env, state.env_state, action, env_params
-        )
-        step = replay.Transition(
-            obs=state.obs,
-            action=action.astype(jnp.float32),
-            reward=reward.astype(jnp.float32),
-            discount=state.hparams.gamma * (1.0 - terminated.astype(jnp.float32)),
-            next_obs=info["final_observation"].astype(jnp.float32),
-        )
-        episode_end = jnp.logical_or(terminated, truncated)
-        shift = lambda old, new: jnp.concatenate([old[1:], new[None]], axis=0)
-        window = Window(
-            steps=jax.tree.map(shift, state.window.steps, step),
-            episode_end=shift(state.window.episode_end, episode_end),
-            filled=jnp.minimum(state.window.filled + 1, n),
-        )
-        transition = jax.tree.map(
-            lambda x: x[0], replay.n_step_transitions(window.steps, window.episode_end, n)
-        )
-        noise = jnp.where(episode_end[:, None], 0.0, noise)  # OU restarts with each episode
-        state = state.replace(env_state=env_state, obs=next_obs.astype(jnp.float32), noise=noise,
-                              window=window)
-        return state, transition, window.filled >= n, info
-
-    def critic_loss(critic_params, state: State, batch: replay.Transition, weights):
-        hp = state.hparams
-        next_action = policy(state.target_actor_params, batch.next_obs)
-        target_out = critic_out(state.target_critic_params, batch.next_obs, next_action)
-        out = critic_out(critic_params, batch.obs, batch.action.reshape(-1, action_dim))
-        per_sample, priority = critic_spec.td_loss(out, target_out, batch.reward, batch.discount)
-        loss = jnp.mean(weights * per_sample)
-        l2 = sum(jnp.sum(jnp.square(w)) for w in _kernels(critic_params))
-        total = loss + 0.5 * hp.critic_weight_decay * l2
-        return total, (loss, priority, critic_spec.q_value(out))
-
-    def actor_loss(actor_params, critic_params, obs):
-        return -jnp.mean(critic_spec.q_value(critic_out(critic_params, obs, policy(actor_params, obs))))
-
-    def learn(state: State, batch: replay.Transition, weights):
-        """Algorithm 1's update: critic, then actor on the new critic, then targets."""
-        hp = state.hparams
-        grads, (loss, priority, q) = jax.grad(critic_loss, has_aux=True)(
-            state.critic_params, state, batch, weights
-        )
-        critic_opt_state = ops.with_learning_rate(state.critic_opt_state, hp.critic_learning_rate)
-        updates, critic_opt_state = optimizer.update(grads, critic_opt_state, state.critic_params)
-        critic_params = optax.apply_updates(state.critic_params, updates)
-
-        a_loss, a_grads = jax.value_and_grad(actor_loss)(state.actor_params, critic_params, batch.obs)
-        actor_opt_state = ops.with_learning_rate(state.actor_opt_state, hp.actor_learning_rate)
-        updates, actor_opt_state = optimizer.update(a_grads, actor_opt_state, state.actor_params)
-        actor_params = optax.apply_updates(state.actor_params, updates)
-
-        soft = lambda target, online: jax.tree.map(
-            lambda t, o: (1.0 - hp.tau) * t + hp.tau * o, target, online
-        )
-        state = state.replace(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_actor_params=soft(state.target_actor_params, actor_params),
-            target_critic_params=soft(state.target_critic_params, critic_params),
-            actor_opt_state=actor_opt_state,
-            critic_opt_state=critic_opt_state,
-            updates=state.updates + 1,
-        )
-        stats = {"critic_loss": loss, "actor_loss": a_loss, "q_mean": jnp.mean(q)}
-        return state, priority, stats
-
-    def priority_beta(state: State) -> jax.Array:
-        if not config.priority_beta_anneal:
-            return state.hparams.priority_beta
-        progress = state.env_steps.fraction_of(config.total_steps)
-        return replay.prioritized.annealed_beta(state.hparams.priority_beta, progress)
-
-    def update(state: State, key: jax.Array):
-        """One gradient update if warm-up is over and the buffer holds a batch."""
-        hp = state.hparams
-        learning = state.env_steps.at_least(config.warmup_steps) & buffer_lib.can_sample(
-            state.buffer, config.batch_size
-        )
-        if config.prioritized:
-            batch, indices, weights = replay.prioritized.sample(
-                state.buffer, key, config.batch_size, priority_beta(state)
-            )
-        else:
-            batch = replay.uniform.sample(state.buffer, key, config.batch_size)
-            indices, weights = None, jnp.ones((config.batch_size,), jnp.float32)
-
-        def skip(state, batch, weights):
-            zero = jnp.zeros((), jnp.float32)
-            stats = {"critic_loss": zero, "actor_loss": zero, "q_mean": zero}
-            return state, jnp.zeros((config.batch_size,), jnp.float32), stats
-
-        # The buffer stays outside the cond: under vmap a cond becomes a
-        # select, which would copy the whole buffer every step.
-        buffer = state.buffer
-        state, priority, stats = jax.lax.cond(
-            learning, learn, skip, state.replace(buffer=None), batch, weights
-        )
-        if config.prioritized:
-            buffer = replay.prioritized.update_priorities(
-                buffer, indices, priority + hp.priority_eps,
-                mask=jnp.broadcast_to(learning, indices.shape),
-            )
-        return state.replace(buffer=buffer), {**stats, "learning": learning.astype(jnp.float32)}
-
-    def step(state: State) -> tuple[State, dict[str, jax.Array]]:
-        rng, k_collect, *k_updates = jax.random.split(state.rng, 2 + config.updates_per_step)
-        state, transition, ready, info = collect(state, k_collect)
-        buffer = state.buffer
-        if config.prioritized:
-            buffer = replay.prioritized.set_alpha(buffer, state.hparams.priority_alpha)
-        buffer = buffer_lib.add(buffer, transition, mask=jnp.broadcast_to(ready, (num_envs,)))
-        state = state.replace(buffer=buffer, env_steps=state.env_steps.add(num_envs), rng=rng)
-        state, stats = jax.lax.scan(update, state, jnp.stack(k_updates))
-
-        done = info["episode_done"].astype(jnp.float32)
-        episodes = done.sum()
-        metrics = {k: v.mean() for k, v in stats.items()}
-        metrics.update(
-            episode_return=jnp.where(
-                episodes > 0, (info["episode_return"] * done).sum() / jnp.maximum(episodes, 1.0), 0.0
-            ),
-            episodes_completed=episodes,
-            buffer_size=state.buffer.size,
-        )
-        if config.prioritized:
-            metrics["priority_beta"] = priority_beta(state)
-        state = state.replace(iteration=state.iteration + 1)
-        return state, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
-
-    def policy_params(state: State):
-        return {"actor": state.actor_params, "noise_std": state.hparams.noise_std}
-
-    def act(params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
-        """μ(s) in [−1, 1] (which :class:`jaxrl.envs.RescaleAction` maps to the
-        env's bounds), plus Gaussian noise of σ = ``noise_std`` unless
-        ``deterministic``. One observation or a batch."""
-        action = policy(params["actor"], jnp.asarray(obs, jnp.float32))
-        if not deterministic:
-            action = jnp.clip(action + params["noise_std"] * jax.random.normal(key, action.shape), -1, 1)
-        return action.reshape(action.shape[:-1] + action_shape)
-
-    def evaluate(state: State, key: jax.Array, num_episodes: int) -> jax.Array:
-        params = policy_params(state)
-        policy_fn = lambda obs, k: act(params, obs, k, deterministic=True)
-        return envs.episode_returns(act_env, env_params, policy_fn, key, num_episodes).returns
-
-    return Agent(
-        name=algo,
-        config=config,
-        env=env,
-        env_params=env_params,
-        init=init,
-        step=step,
-        act=act,
-        policy_params=policy_params,
-        evaluate=evaluate,
-        default_hparams=config.hparams,
-        env_steps_per_step=num_envs,
-    )
-
-
-
-def _kernels(params) -> list[jax.Array]:
-    """The weight matrices of ``params`` (the paper's L2 penalty spares biases)."""
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    return [x for path, x in leaves if getattr(path[-1], "key", None) == "kernel"]

@@ -23,68 +23,53 @@ over half the run, 10^4 warm-up steps, one update per 8 env steps, a hard
 target copy every 50 updates), with Double-DQN targets on and a Huber δ of
 1000 (see ``Config.huber_delta``).
 
-The pieces h-DQN reuses (:class:`QNetwork`, :func:`q_learning_targets`,
-:func:`epsilon_greedy`, :func:`linear_epsilon`, :func:`soft_update`) are
-public here.
+The update itself (targets, loss, gradient step, target network, ε
+schedules) is :mod:`jaxrl.agents.q_learning`, shared with h-DQN; its names
+(:class:`QNetwork`, :func:`q_learning_targets`, :func:`epsilon_greedy`,
+:func:`linear_epsilon`, :func:`soft_update`) are public here too. The steps
+below are module-level functions of a static :class:`Spec`; :func:`make`
+binds them into an :class:`Agent`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Callable, Sequence
+import functools
+from typing import Any, Callable
 
-import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import envs, ops, replay
-from jaxrl.agents.base import Agent, AgentConfig, config_requirer
-from jaxrl.config import Check, field, hparams_class, non_negative, one_of, positive, unit_interval
-from jaxrl.networks import ACTIVATIONS
+from jaxrl import envs, replay
+from jaxrl.agents import base, fields, off_policy, q_learning
+from jaxrl.agents.base import Agent, AgentConfig
+from jaxrl.agents.q_learning import (  # noqa: F401  (public names of this module)
+    TARGET_UPDATES, QNetwork, epsilon_greedy, linear_epsilon, q_learning_targets, soft_update,
+)
+from jaxrl.config import field, hparams_class, positive, unit_interval
 from jaxrl.ops.counters import StepCounter
 
 ACTION_SPACES = ("discrete",)
-TARGET_UPDATES = ("hard", "soft")
-
-
-# Unlike config.sizes, an empty tuple is allowed: a Q function linear in the observation.
-hidden_layer_sizes = Check(lambda v: all(h > 0 for h in v), "a tuple of positive integers")
-
 
 @dataclasses.dataclass(frozen=True)
 class Config(AgentConfig):
     """DQN settings (CartPole-sized defaults; see the module docstring)."""
 
-    num_envs: int = field(4, check=positive)
-    """Parallel environments (vmapped)."""
-    rollout_len: int = field(2, check=positive)
-    """Environment steps per environment per iteration."""
-    updates_per_step: int = field(1, check=positive)
-    """Gradient updates per iteration once learning has started."""
-    batch_size: int = field(128, check=positive)
-    """Minibatch size of each update."""
-    buffer_size: int = field(50_000, check=positive)
-    """Replay capacity in transitions."""
-    learning_starts: int = field(10_000, check=non_negative)
-    """Env steps (over all envs) before the first update."""
-    total_steps: int = field(500_000, check=positive)
-    """Env steps of the run (the ε schedule spans a fraction of them)."""
-    learning_rate: float = field(2.5e-4, check=positive, swept=True)
-    """Adam step size."""
-    gamma: float = field(0.99, check=unit_interval, swept=True)
-    """Discount factor γ."""
-    double_dqn: bool = True
-    """Double-DQN targets (online argmax, target evaluation) instead of max over Q'."""
-    target_update: str = field("hard", check=one_of(*TARGET_UPDATES))
-    """Target network update: hard (copy every target_update_period updates) | soft (Polyak, tau)."""
-    target_update_period: int = field(50, check=positive)
-    """Updates between hard target copies."""
-    tau: float = field(0.005, check=unit_interval, swept=True)
-    """Soft target update rate θ' ← τθ + (1 − τ)θ' (target_update=soft)."""
+    num_envs: int = fields.num_envs(4)
+    rollout_len: int = fields.rollout_len(2)
+    updates_per_step: int = fields.updates_per_step(1)
+    batch_size: int = fields.batch_size(128)
+    buffer_size: int = fields.buffer_size(50_000)
+    learning_starts: int = fields.learning_starts(10_000)
+    total_steps: int = fields.total_steps(500_000)
+    learning_rate: float = fields.learning_rate(2.5e-4, doc="Adam step size.")
+    gamma: float = fields.gamma()
+    double_dqn: bool = fields.double_dqn()
+    target_update: str = fields.target_update()
+    target_update_period: int = fields.target_update_period(50)
+    tau: float = fields.tau()
     epsilon_start: float = field(1.0, check=unit_interval, swept=True)
     """ε at the start of training."""
     epsilon_end: float = field(0.05, check=unit_interval, swept=True)
@@ -96,113 +81,18 @@ class Config(AgentConfig):
     CartPole-v1 with Adam, δ = 1 and 10 made Q diverge and δ = 100 collapsed
     after 2·10^5 steps in our runs (2 seeds each); δ = 1000, a squared loss in
     practice, with max_grad_norm bounding the step, reached 475."""
-    max_grad_norm: float = field(10.0, check=positive, swept=True)
-    """Global gradient-norm bound."""
-    hidden_sizes: tuple[int, ...] = field((120, 84), check=hidden_layer_sizes)
-    """Hidden layer sizes of the Q network (empty: linear in the observation)."""
-    activation: str = field("relu", check=one_of(*ACTIVATIONS))
-    """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
+    max_grad_norm: float = fields.max_grad_norm(10.0)
+    hidden_sizes: tuple[int, ...] = fields.hidden_sizes((120, 84), allow_empty=True)
+    activation: str = fields.activation("relu")
 
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
         super().validate()
-        require = config_requirer(self)
-        require(self.buffer_size >= self.num_envs, "buffer_size", f"at least num_envs = {self.num_envs}")
+        off_policy.require_buffers_hold_one_step(self, "buffer_size")
 
 
-# The swept fields of Config. Every step reads them from the state: a value
-# changed between steps applies from the next update on.
+# Read from the state at every update: a value changed mid-run applies at once.
 HParams = hparams_class(Config)
-
-
-# --------------------------------------------------------------------------- pieces
-
-
-class QNetwork(nn.Module):
-    """Q(s, ·): an MLP over the flattened input with one output per action."""
-
-    num_actions: int
-    hidden_sizes: Sequence[int] = (120, 84)
-    activation: str = "relu"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
-        return nn.Dense(self.num_actions)(x)
-
-
-def q_learning_targets(
-    reward: jax.Array,
-    discount: jax.Array,
-    next_q_target: jax.Array,
-    next_q_online: jax.Array,
-    double: bool,
-) -> jax.Array:
-    """One-step Q-learning targets ``[N]`` from ``[N]`` rewards and discounts Γ
-    and ``[N, A]`` action values at s'.
-
-        double=False:  y = r + Γ · max_a Q'(s', a)                    (DQN)
-        double=True:   y = r + Γ · Q'(s', argmax_a Q(s', a))          (Double DQN)
-
-    Double DQN picks the action with the online network and evaluates it with
-    the target network, which removes the max operator's upward bias.
-    """
-    chex.assert_rank([reward, discount, next_q_target, next_q_online], [1, 1, 2, 2])
-    chex.assert_equal_shape([next_q_target, next_q_online])
-    if double:
-        best = jnp.argmax(next_q_online, axis=-1)
-        next_value = jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
-    else:
-        next_value = jnp.max(next_q_target, axis=-1)
-    return jax.lax.stop_gradient(reward + discount * next_value)
-
-
-def linear_epsilon(env_steps: StepCounter | jax.Array, start, end, decay_steps) -> jax.Array:
-    """ε falling linearly from ``start`` to ``end`` over ``decay_steps`` env steps, then ``end``."""
-    if isinstance(env_steps, StepCounter):
-        progress = env_steps.fraction_of(decay_steps)
-    else:
-        progress = jnp.clip(env_steps.astype(jnp.float32) / jnp.maximum(decay_steps, 1.0), 0.0, 1.0)
-    return start + progress * (end - start)
-
-
-def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array) -> jax.Array:
-    """Per row of ``q_values [..., A]``: a uniform action with probability ε
-    (broadcast against the batch), else the greedy one."""
-    k_explore, k_random = jax.random.split(key)
-    batch_shape = q_values.shape[:-1]
-    explore = jax.random.uniform(k_explore, batch_shape) < epsilon
-    random_action = jax.random.randint(k_random, batch_shape, 0, q_values.shape[-1])
-    return jnp.where(explore, random_action, jnp.argmax(q_values, axis=-1)).astype(jnp.int32)
-
-
-def soft_update(target, online, tau):
-    """θ' ← τθ + (1 − τ)θ' (τ = 1 is a hard copy)."""
-    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
-
-
-def q_loss(params, target_params, apply_fn, batch: replay.Transition, hp, double: bool):
-    """Huber loss of Q(s, a) against the (Double-)DQN targets; and stats."""
-    q = apply_fn(params, batch.obs)
-    q_taken = jnp.take_along_axis(q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
-    next_q_target = apply_fn(target_params, batch.next_obs)
-    next_q_online = apply_fn(params, batch.next_obs)
-    targets = q_learning_targets(batch.reward, batch.discount, next_q_target, next_q_online, double)
-    loss = ops.huber_loss(q_taken, targets, hp.huber_delta)
-    return loss, {"loss": loss, "q_mean": q_taken.mean()}
-
-
-def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of ``values`` where ``mask``; 0 when nothing is masked in."""
-    mask = mask.astype(jnp.float32)
-    count = mask.sum()
-    return jnp.where(count > 0, (values * mask).sum() / jnp.maximum(count, 1.0), 0.0)
-
-
-
-# --------------------------------------------------------------------------- agent
 
 
 @struct.dataclass
@@ -222,173 +112,144 @@ class State:
     updates: jax.Array
 
 
-def make(env, env_params, config: Config = Config()) -> Agent:
-    """Binds DQN to an environment with a discrete action space. Validates
-    ``config`` and the action space before anything is traced."""
+@dataclasses.dataclass(frozen=True)
+class Spec(off_policy.EnvSpec):
+    """What is static about a DQN agent: config, environment, network, learner."""
+
+    network: QNetwork
+    learner: q_learning.QSpec
+
+
+def make_spec(env, env_params, config: Config) -> Spec:
+    """Validates ``config`` and the action space, and builds the :class:`Spec`."""
     config.validate()
     envs.validate_env_for(ACTION_SPACES, getattr(env, "name", type(env).__name__), env, env_params, "dqn")
     obs_shape = envs.observation_shape(env, env_params)
-    obs_dim = max(1, math.prod(obs_shape))
-    num_actions = envs.num_actions(env, env_params)
-    num_envs = config.num_envs
-
-    network = QNetwork(num_actions, tuple(config.hidden_sizes), config.activation)
-    flat_obs = lambda obs: jnp.asarray(obs, jnp.float32).reshape(obs.shape[: obs.ndim - len(obs_shape)] + (obs_dim,))
-    q_values = lambda params, obs: network.apply(params, flat_obs(obs))
-
-    train_env = envs.BatchEnv(envs.EpisodeStats(env), num_envs)
-    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1.0)
-
-    def init(key: jax.Array, hparams: HParams | None = None) -> State:
-        hparams = config.hparams() if hparams is None else hparams
-        key, k_params, k_env = jax.random.split(key, 3)
-        params = network.init(k_params, jnp.zeros((obs_dim,), jnp.float32))
-        obs, env_state = train_env.reset(k_env, env_params)
-        example = replay.Transition(
-            obs=jnp.zeros(obs_shape, jnp.float32),
-            action=jnp.zeros((), jnp.int32),
-            reward=jnp.zeros((), jnp.float32),
-            discount=jnp.zeros((), jnp.float32),
-            next_obs=jnp.zeros(obs_shape, jnp.float32),
-        )
-        return State(
-            params=params,
-            target_params=params,
-            opt_state=ops.with_learning_rate(optimizer.init(params), hparams.learning_rate),
-            buffer=replay.uniform.init(example, config.buffer_size),
-            env_state=env_state,
-            obs=jnp.asarray(obs, jnp.float32),
-            rng=key,
-            hparams=hparams,
-            iteration=jnp.zeros((), jnp.int32),
-            env_steps=StepCounter.zeros(),
-            updates=jnp.zeros((), jnp.int32),
-        )
-
-    def epsilon(state: State) -> jax.Array:
-        hp = state.hparams
-        decay_steps = hp.exploration_fraction * config.total_steps
-        return linear_epsilon(state.env_steps, hp.epsilon_start, hp.epsilon_end, decay_steps)
-
-    def env_step(state: State, _):
-        rng, k_act, k_env = jax.random.split(state.rng, 3)
-        eps = epsilon(state)
-        action = epsilon_greedy(k_act, q_values(state.params, state.obs), eps)
-        next_obs, env_state, reward, terminated, truncated, info = train_env.step(
-            k_env, state.env_state, action, env_params
-        )
-        transition = replay.Transition(
-            obs=state.obs,
-            action=action,
-            reward=reward.astype(jnp.float32),
-            discount=state.hparams.gamma * (1.0 - terminated.astype(jnp.float32)),
-            # The true next observation: differs from next_obs after auto-reset.
-            next_obs=jnp.asarray(info["final_observation"], jnp.float32),
-        )
-        state = state.replace(
-            buffer=replay.uniform.add(state.buffer, transition),
-            env_state=env_state,
-            obs=jnp.asarray(next_obs, jnp.float32),
-            rng=rng,
-            env_steps=state.env_steps.add(num_envs),
-        )
-        episode = {"done": info["episode_done"], "return": info["episode_return"], "epsilon": eps}
-        return state, episode
-
-    def learn(state: State, batch: replay.Transition):
-        hp = state.hparams
-        grads, stats = jax.grad(q_loss, has_aux=True)(
-            state.params, state.target_params, q_values, batch, hp, config.double_dqn
-        )
-        grad_norm = ops.global_norm(grads)
-        grads = ops.clip_by_global_norm(grads, hp.max_grad_norm)
-        # Read every update, so a learning rate changed in the state applies at once.
-        opt_state = ops.with_learning_rate(state.opt_state, hp.learning_rate)
-        updates, opt_state = optimizer.update(grads, opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        n_updates = state.updates + 1
-        if config.target_update == "soft":
-            target_params = soft_update(state.target_params, params, hp.tau)
-        else:
-            copy = (n_updates % config.target_update_period) == 0
-            target_params = jax.tree.map(
-                lambda t, o: jnp.where(copy, o, t), state.target_params, params
-            )
-        state = state.replace(params=params, target_params=target_params, opt_state=opt_state,
-                              updates=n_updates)
-        return state, {**stats, "grad_norm": grad_norm}
-
-    def update(state: State, key: jax.Array):
-        learning = state.env_steps.at_least(config.learning_starts) & replay.uniform.can_sample(
-            state.buffer, config.batch_size
-        )
-        batch = replay.uniform.sample(state.buffer, key, config.batch_size)
-
-        def skip(state, batch):
-            zero = jnp.zeros((), jnp.float32)
-            return state, {"loss": zero, "q_mean": zero, "grad_norm": zero}
-
-        # The buffer stays outside the cond: under vmap a cond becomes a
-        # select, which would copy the whole buffer every update.
-        buffer = state.buffer
-        state, stats = jax.lax.cond(learning, learn, skip, state.replace(buffer=None), batch)
-        return state.replace(buffer=buffer), {**stats, "learning": learning.astype(jnp.float32)}
-
-    def step(state: State) -> tuple[State, dict[str, jax.Array]]:
-        state, episodes = jax.lax.scan(env_step, state, length=config.rollout_len)
-        rng, *k_updates = jax.random.split(state.rng, 1 + config.updates_per_step)
-        state = state.replace(rng=rng)
-        state, stats = jax.lax.scan(update, state, jnp.stack(k_updates))
-        done = episodes["done"]
-        metrics = {k: v.mean() for k, v in stats.items()}
-        metrics.update(
-            episode_return=masked_mean(episodes["return"], done),
-            episodes_completed=done.sum(),
-            epsilon=episodes["epsilon"][-1],
-            buffer_size=state.buffer.size,
-        )
-        state = state.replace(iteration=state.iteration + 1)
-        return state, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
-
-    def policy_params(state: State):
-        return {"network": state.params, "epsilon": state.hparams.epsilon_end}
-
-    def act(params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
-        """Greedy action (``deterministic``) or ε-greedy with the final ε.
-        One observation or a batch."""
-        q = q_values(params["network"], jnp.asarray(obs, jnp.float32))
-        if deterministic:
-            return jnp.argmax(q, axis=-1).astype(jnp.int32)
-        return epsilon_greedy(key, q, params["epsilon"])
-
-    def evaluate(state: State, key: jax.Array, num_episodes: int) -> jax.Array:
-        params = policy_params(state)
-        policy = lambda obs, k: act(params, obs, k, deterministic=True)
-        return envs.episode_returns(env, env_params, policy, key, num_episodes).returns
-
-    agent = Agent(
-        name="dqn",
-        config=config,
-        env=env,
-        env_params=env_params,
-        init=init,
-        step=step,
-        act=act,
-        policy_params=policy_params,
-        evaluate=evaluate,
-        default_hparams=config.hparams,
-        env_steps_per_step=num_envs * config.rollout_len,
+    network = QNetwork(envs.num_actions(env, env_params), tuple(config.hidden_sizes), config.activation)
+    q_values = lambda params, obs: network.apply(params, off_policy.flatten_obs(obs, obs_shape))
+    learner = q_learning.QSpec(
+        apply=q_values, optimizer=off_policy.adam(), double=config.double_dqn,
+        target_update=config.target_update, target_update_period=config.target_update_period,
+        batch_size=config.batch_size, learning_starts=config.learning_starts,
     )
-    return agent
+    train_env = envs.BatchEnv(envs.EpisodeStats(env), config.num_envs)
+    return Spec(config=config, env=env, env_params=env_params, train_env=train_env, obs_shape=obs_shape,
+                network=network, learner=learner)
+
+
+def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
+    """A fresh state: network and target copy, empty buffer, reset envs."""
+    config = spec.config
+    hparams = config.hparams() if hparams is None else hparams
+    key, k_params, k_env = jax.random.split(key, 3)
+    example = jnp.zeros((off_policy.flat_dim(spec.obs_shape),), jnp.float32)
+    learner = q_learning.new_learner(spec.learner, k_params, example, spec.network, hparams.learning_rate)
+    obs, env_state = spec.train_env.reset(k_env, spec.env_params)
+    buffer = replay.uniform.init(off_policy.example_transition(spec.obs_shape, (), jnp.int32), config.buffer_size)
+    return State(
+        params=learner.params,
+        target_params=learner.target_params,
+        opt_state=learner.opt_state,
+        buffer=buffer,
+        env_state=env_state,
+        obs=jnp.asarray(obs, jnp.float32),
+        rng=key,
+        hparams=hparams,
+        iteration=jnp.zeros((), jnp.int32),
+        env_steps=StepCounter.zeros(),
+        updates=learner.updates,
+    )
+
+
+def epsilon(spec: Spec, state: State) -> jax.Array:
+    """ε of the current env step on the linear schedule."""
+    hp = state.hparams
+    decay_steps = hp.exploration_fraction * spec.config.total_steps
+    return linear_epsilon(state.env_steps, hp.epsilon_start, hp.epsilon_end, decay_steps)
+
+
+def env_step(spec: Spec, state: State, _=None) -> tuple[State, dict[str, jax.Array]]:
+    """One ε-greedy step of every env; its transitions go into the buffer."""
+    rng, k_act, k_env = jax.random.split(state.rng, 3)
+    eps = epsilon(spec, state)
+    action = epsilon_greedy(k_act, spec.learner.apply(state.params, state.obs), eps)
+    next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
+        k_env, state.env_state, action, spec.env_params
+    )
+    transition = off_policy.one_step_transition(state.obs, action, reward, terminated, info, state.hparams.gamma)
+    state = state.replace(
+        buffer=replay.uniform.add(state.buffer, transition),
+        env_state=env_state,
+        obs=jnp.asarray(next_obs, jnp.float32),
+        rng=rng,
+        env_steps=state.env_steps.add(spec.config.num_envs),
+    )
+    episode = {"done": info["episode_done"], "return": info["episode_return"], "epsilon": eps}
+    return state, episode
+
+
+def learner_of(state: State) -> q_learning.Learner:
+    """The online/target parameters, optimiser and count of ``state`` as a Learner."""
+    return q_learning.Learner(params=state.params, target_params=state.target_params,
+                              opt_state=state.opt_state, updates=state.updates)
+
+
+def update(spec: Spec, state: State, key: jax.Array) -> tuple[State, dict[str, jax.Array]]:
+    """One minibatch update (once learning has started)."""
+    learner, stats, learning = q_learning.maybe_update(
+        spec.learner, learner_of(state), state.buffer, key, state.env_steps, state.hparams
+    )
+    state = state.replace(params=learner.params, target_params=learner.target_params,
+                          opt_state=learner.opt_state, updates=learner.updates)
+    return state, {**stats, "learning": learning.astype(jnp.float32)}
+
+
+def step(spec: Spec, state: State) -> tuple[State, dict[str, jax.Array]]:
+    """``rollout_len`` env steps of every env, then ``updates_per_step`` updates."""
+    config = spec.config
+    state, episodes, metrics = q_learning.rollout_then_update(
+        state, functools.partial(env_step, spec), functools.partial(update, spec),
+        config.rollout_len, config.updates_per_step)
+    metrics.update(
+        **off_policy.episode_metrics(episodes["return"], episodes["done"]),
+        epsilon=episodes["epsilon"][-1],
+        buffer_size=state.buffer.size,
+    )
+    state = state.replace(iteration=state.iteration + 1)
+    return state, off_policy.as_float32(metrics)
+
+
+def policy_params(state: State):
+    """The network and the final ε: what :func:`act` needs."""
+    return {"network": state.params, "epsilon": state.hparams.epsilon_end}
+
+
+def act(spec: Spec, params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
+    """Greedy action (``deterministic``) or ε-greedy with the final ε.
+    One observation or a batch."""
+    q = spec.learner.apply(params["network"], jnp.asarray(obs, jnp.float32))
+    if deterministic:
+        return jnp.argmax(q, axis=-1).astype(jnp.int32)
+    return epsilon_greedy(key, q, params["epsilon"])
+
+
+def evaluate(spec: Spec, state: State, key: jax.Array, num_episodes: int) -> jax.Array:
+    """Returns of ``num_episodes`` greedy episodes."""
+    params = policy_params(state)
+    policy = lambda obs, k: act(spec, params, obs, k, deterministic=True)
+    return envs.episode_returns(spec.env, spec.env_params, policy, key, num_episodes).returns
+
+
+def make(env, env_params, config: Config = Config()) -> Agent:
+    """Binds DQN to an environment with a discrete action space. Validates
+    ``config`` and the action space before anything is traced."""
+    spec = make_spec(env, env_params, config)
+    return base.bind("dqn", spec, env, env_params, init=init, step=step, act=act,
+                     evaluate=evaluate, policy_params=policy_params,
+                     env_steps_per_step=config.num_envs * config.rollout_len)
 
 
 def q_function(agent: Agent) -> Callable[[Any, jax.Array], jax.Array]:
     """``q(params, obs) -> [..., A]`` of the network ``agent`` was built with
     (``params`` is ``state.params``): for probes and analysis."""
-    obs_shape = envs.observation_shape(agent.env, agent.env_params)
-    obs_dim = max(1, math.prod(obs_shape))
-    network = QNetwork(envs.num_actions(agent.env, agent.env_params),
-                       tuple(agent.config.hidden_sizes), agent.config.activation)
-    return lambda params, obs: network.apply(
-        params, jnp.asarray(obs, jnp.float32).reshape(jnp.shape(obs)[: jnp.ndim(obs) - len(obs_shape)] + (obs_dim,))
-    )
+    return make_spec(agent.env, agent.env_params, agent.config).learner.apply

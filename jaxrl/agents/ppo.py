@@ -19,12 +19,17 @@ so seeds and hyperparameter sweeps vmap together without recompiling; only
 shapes (``num_envs``, ``rollout_len``, layer sizes, ...) are static. Every
 step reads them, so changing ``state.hparams`` mid-run (population-based
 training) takes effect at the next step.
+
+Each step (:func:`collect`, :func:`advantages_and_returns`, :func:`loss`,
+:func:`update_epoch`, :func:`update` of a collected rollout, ...) is a pure
+function over a static :class:`Spec`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,15 +38,15 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import envs, ops
+from jaxrl.agents import actor_critic, fields
 from jaxrl.agents.base import Agent, AgentConfig, config_requirer
-from jaxrl.config import field, hparams_class, non_negative, one_of, positive, sizes, unit_interval
+from jaxrl.config import field, hparams_class, non_negative, one_of, positive, unit_interval
 from jaxrl.mesh import split_over_data_axis
-from jaxrl.networks import ACTIVATIONS, ActorCritic
 from jaxrl.ops.counters import StepCounter
 
-ACTION_SPACES = ("discrete", "continuous")
+ACTION_SPACES = actor_critic.ACTION_SPACES
 OBJECTIVES = ("clip", "kl_adaptive", "kl_fixed")
-TORSOS = ("auto", "mlp", "minatar_cnn")
+TORSOS = fields.TORSOS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,24 +56,19 @@ class Config(AgentConfig):
     the paper's Atari settings scale down to, with Adam at 1e-3 annealed: with
     it both objectives solve CartPole-v1 in 5·10^5 steps."""
 
-    num_envs: int = field(4, check=positive)
-    """Parallel environments (vmapped)."""
-    rollout_len: int = field(128, check=positive)
-    """Environment steps per environment per iteration (T)."""
+    num_envs: int = fields.num_envs(4)
+    rollout_len: int = fields.rollout_len(128)
     num_epochs: int = field(4, check=positive)
     """Passes over each rollout."""
     num_minibatches: int = field(4, check=positive)
     """Minibatches per epoch; must divide num_envs * rollout_len."""
-    learning_rate: float = field(1e-3, check=positive, swept=True)
+    learning_rate: float = fields.learning_rate(1e-3)
     """Adam step size (annealed linearly to 0 over total_steps if anneal_lr). At
     CleanRL's 2.5e-4 a KL per update far below kl_target halves the adaptive β
     to nothing, and both objectives leave some CartPole seeds unsolved."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly to zero over total_steps."""
-    total_steps: int = field(500_000, check=positive)
-    """Environment steps the annealing schedule spans (the run's length)."""
-    gamma: float = field(0.99, check=unit_interval, swept=True)
-    """Discount factor γ."""
+    anneal_lr: bool = fields.anneal_lr()
+    total_steps: int = fields.total_steps(500_000)
+    gamma: float = fields.gamma()
     gae_lambda: float = field(0.95, check=unit_interval, swept=True)
     """GAE λ."""
     clip_eps: float = field(0.2, check=positive, swept=True)
@@ -77,8 +77,7 @@ class Config(AgentConfig):
     """Entropy bonus coefficient."""
     vf_coef: float = field(0.5, check=non_negative, swept=True)
     """Value-loss coefficient."""
-    max_grad_norm: float = field(0.5, check=positive, swept=True)
-    """Global gradient-norm bound."""
+    max_grad_norm: float = fields.max_grad_norm(0.5)
     objective: str = field("clip", check=one_of(*OBJECTIVES))
     """Policy objective: clip | kl_adaptive | kl_fixed."""
     kl_target: float = field(0.01, check=positive, swept=True)
@@ -92,12 +91,9 @@ class Config(AgentConfig):
     """Clip value updates to ±clip_eps around the rollout's values."""
     normalize_obs: bool = False
     """Normalise observations with running statistics held in the env state."""
-    hidden_sizes: tuple[int, ...] = field((64, 64), check=sizes)
-    """Hidden layer sizes of the actor and critic torsos."""
-    activation: str = field("tanh", check=one_of(*ACTIVATIONS))
-    """Hidden activation: tanh | relu | elu | gelu | silu | leaky_relu."""
-    torso: str = field("auto", check=one_of(*TORSOS))
-    """Network torso: auto (CNN for image observations) | mlp | minatar_cnn."""
+    hidden_sizes: tuple[int, ...] = fields.hidden_sizes((64, 64))
+    activation: str = fields.activation("tanh")
+    torso: str = fields.torso()
     adam_eps: float = field(1e-5, check=positive)
     """Adam ε."""
 
@@ -184,6 +180,238 @@ class Rollout(struct.PyTreeNode):
     dist_params: Any
     episode_return: jax.Array
     episode_done: jax.Array
+    extras: Any = None
+    """What ``Spec.record_info`` keeps of each step's ``info`` (None without it)."""
+
+
+class Minibatch(struct.PyTreeNode):
+    """Flat ``[N, ...]`` samples the update trains on (a whole rollout, or one
+    minibatch of it): what the policy saw and did, and the GAE targets."""
+
+    # The fields' order is the leaves' order, which decides how XLA fuses the
+    # minibatch gathers and so the last bits of every update: reordering them
+    # changes results at rounding level.
+    action: jax.Array
+    advantages: jax.Array
+    dist_params: Any
+    log_prob: jax.Array
+    obs: jax.Array
+    returns: jax.Array
+    value: jax.Array
+
+
+class Spec(actor_critic.OnPolicySpec):
+    """What a PPO run holds fixed: an on-policy spec and the policy objective."""
+
+    objective: Callable[[PolicyLossInputs], jax.Array] = actor_critic.static_field()
+    record_info: Callable[[dict], Any] | None = struct.field(pytree_node=False, default=None)
+    """``record_info(info)``: what :func:`collect` keeps of each step's ``info``
+    in ``Rollout.extras`` (a learner built on PPO's steps reads it there)."""
+
+
+def make_spec(env, env_params, config: Config = Config(), policy_loss=None) -> Spec:
+    """Validates ``config`` and the action space before anything is traced, and
+    builds the static parts of PPO on ``env`` (see :func:`make`)."""
+    config.validate()
+    if policy_loss is not None and not callable(policy_loss):
+        raise TypeError(f"ppo.make: policy_loss must be callable, got {type(policy_loss).__name__}")
+    ac = actor_critic.build(env, env_params, config)
+    train_env = envs.BatchEnv(envs.EpisodeStats(ac.act_env), config.num_envs)
+    if config.normalize_obs:
+        train_env = envs.NormalizeObservation(train_env)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1.0, eps=config.adam_eps)
+    default_objective = clip_objective if config.objective == "clip" else kl_penalty_objective
+    return Spec(config=config, ac=ac, train_env=train_env, optimizer=optimizer,
+                objective=policy_loss or default_objective)
+
+
+def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
+    """A fresh run: parameters, optimiser state, reset environments."""
+    hparams = spec.config.hparams() if hparams is None else hparams
+    key, k_params, k_env = jax.random.split(key, 3)
+    params = actor_critic.init_params(spec.ac, k_params)
+    opt_state = spec.optimizer.init(ravel_pytree(params)[0])
+    opt_state = ops.with_learning_rate(opt_state, hparams.learning_rate)
+    obs, env_state = spec.train_env.reset(k_env, spec.ac.env_params)
+    return State(params=params, opt_state=opt_state, env_state=env_state, obs=obs, rng=key,
+                 hparams=hparams, kl_beta_exponent=jnp.zeros((), jnp.float32),
+                 iteration=jnp.zeros((), jnp.int32), env_steps=StepCounter.zeros())
+
+
+def collect(spec: Spec, state: State) -> tuple[State, Rollout]:
+    """``rollout_len`` steps of every environment with the current policy."""
+    config, ac = spec.config, spec.ac
+    # The rollout's randomness is drawn in two calls before the loop: on a
+    # CPU each PRNG call inside the step is a small loop of its own and
+    # cost more than the policy's forward pass.
+    rng, k_noise, k_env = jax.random.split(state.rng, 3)
+    shape = (config.rollout_len, config.num_envs)
+    noise = ac.distribution_class.noise(k_noise, shape + (ac.action_dim,))
+    env_keys = jax.random.split(k_env, shape)
+
+    def one_step(carry, step_randomness):
+        params, env_state, obs = carry
+        action_noise, step_keys = step_randomness
+        policy_out, _ = ac.network.apply(params, obs)  # the value head is dead code here
+        dist = actor_critic.distribution(ac, policy_out)
+        action = dist.sample_from_noise(action_noise)
+        next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
+            step_keys, env_state, action, ac.env_params)
+        transition = Rollout(
+            obs=obs, action=action, log_prob=dist.log_prob(action), value=None,
+            reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated,
+            final_obs=info["final_observation"], dist_params=policy_out,
+            episode_return=info["episode_return"], episode_done=info["episode_done"],
+            extras=None if spec.record_info is None else spec.record_info(info))
+        return (params, env_state, next_obs), transition
+
+    carry = (state.params, state.env_state, state.obs)
+    (_, env_state, obs), rollout = jax.lax.scan(one_step, carry, (noise, env_keys))
+    # V(s_t) for the whole rollout in one batched forward pass rather than
+    # T small ones inside the loop (where the value head is dead code):
+    # the same parameters give the same values, and on a CPU one large dot
+    # beats many tiny ones.
+    rollout = rollout.replace(value=actor_critic.values(ac, state.params, rollout.obs))
+    return state.replace(env_state=env_state, obs=obs, rng=rng), rollout
+
+
+def advantages_and_returns(spec: Spec, params, rollout: Rollout, hp: HParams):
+    """GAE(λ) advantages and the value targets ``[T, B]`` of ``rollout``."""
+    # V(s_{t+1}) from the true next observation: equals V(obs_{t+1}) except
+    # at episode ends, where auto-reset has replaced it. Only truncated
+    # steps use it (termination zeroes the discount).
+    next_values = actor_critic.values(spec.ac, params, rollout.final_obs)
+    discounts = hp.gamma * (1.0 - rollout.terminated.astype(jnp.float32))
+    episode_ends = jnp.logical_or(rollout.terminated, rollout.truncated)
+    return ops.gae(rollout.reward, rollout.value, discounts, next_values[-1], hp.gae_lambda,
+                   next_values=next_values, episode_ends=episode_ends)
+
+
+def training_batch(rollout: Rollout, advantages: jax.Array, returns: jax.Array) -> Minibatch:
+    """The rollout and its targets flattened over time and environments."""
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    return Minibatch(obs=flat(rollout.obs), action=flat(rollout.action),
+                     log_prob=flat(rollout.log_prob), value=flat(rollout.value),
+                     dist_params=jax.tree.map(flat, rollout.dist_params),
+                     advantages=flat(advantages), returns=flat(returns))
+
+
+def loss(spec: Spec, params, batch: Minibatch, hp: HParams, kl_beta: jax.Array):
+    """Policy objective + value loss − entropy bonus on ``batch``: ``(total, stats)``."""
+    config = spec.config
+    policy_out, value = spec.ac.network.apply(params, batch.obs)
+    dist = actor_critic.distribution(spec.ac, policy_out)
+    old_dist = actor_critic.distribution(spec.ac, batch.dist_params)
+    log_prob = dist.log_prob(batch.action)
+    adv = batch.advantages
+    if config.normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    kl = old_dist.kl(dist)
+    entropy_per_sample = dist.entropy()
+    inputs = PolicyLossInputs(log_prob=log_prob, old_log_prob=batch.log_prob, advantages=adv,
+                              kl=kl, entropy=entropy_per_sample, hparams=hp, kl_beta=kl_beta)
+    policy_loss = spec.objective(inputs)
+    if config.clip_value_loss:
+        value_loss = ops.clipped_value_loss(value, batch.value, batch.returns, hp.clip_eps)
+    else:
+        value_loss = ops.squared_loss(value, batch.returns)
+    entropy = entropy_per_sample.mean()
+    total = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
+    return total, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy,
+                       approx_kl=kl.mean(),
+                       clip_fraction=ops.clip_fraction(log_prob, batch.log_prob, hp.clip_eps))
+
+
+def update_minibatch(spec: Spec, params, opt_state, batch: Minibatch, hp: HParams,
+                     kl_beta: jax.Array):
+    """One clipped Adam step on ``batch``: ``(params, opt_state, stats)``."""
+    grads, stats = jax.grad(functools.partial(loss, spec), has_aux=True)(params, batch, hp, kl_beta)
+    # Clipping and Adam run on one flat vector: a few large operations
+    # instead of a few per parameter array, which on a CPU cuts about a
+    # sixth of a small minibatch update's time.
+    flat_grads, unravel = ravel_pytree(grads)
+    grad_norm = ops.global_norm(flat_grads)  # logged before clipping: shows when clipping bites
+    flat_grads = ops.clip_by_global_norm(flat_grads, hp.max_grad_norm)
+    updates, opt_state = spec.optimizer.update(flat_grads, opt_state)
+    params = optax.apply_updates(params, unravel(updates))
+    return params, opt_state, {**stats, "grad_norm": grad_norm}
+
+
+def update_epoch(spec: Spec, params, opt_state, data: Minibatch, hp: HParams,
+                 kl_beta: jax.Array, key: jax.Array):
+    """One pass over ``data`` in ``num_minibatches`` shuffled minibatches."""
+    num_minibatches = spec.config.num_minibatches
+    size = spec.batch_size // num_minibatches
+    permutation = jax.random.permutation(key, spec.batch_size)
+    shuffled = lambda x: x[permutation].reshape((num_minibatches, size) + x.shape[1:])
+    minibatches = split_over_data_axis(jax.tree.map(shuffled, data), batch_axis=1)
+
+    def one_minibatch(carry, batch):
+        params, opt_state, stats = update_minibatch(spec, *carry, batch, hp, kl_beta)
+        return (params, opt_state), stats
+
+    (params, opt_state), stats = jax.lax.scan(one_minibatch, (params, opt_state), minibatches)
+    return params, opt_state, stats
+
+
+def current_kl_beta(hparams: HParams, exponent: jax.Array) -> jax.Array:
+    """β = hparams.kl_beta · 2^exponent (see ``State.kl_beta_exponent``)."""
+    return hparams.kl_beta * jnp.exp2(exponent)
+
+
+def adapt_kl_beta_exponent(spec: Spec, params, data: Minibatch, hp: HParams,
+                           exponent: jax.Array) -> jax.Array:
+    """The paper's §4 rule on k: +1 (β doubles) if the batch's KL after the
+    update exceeds 1.5 d_targ, −1 below d_targ/1.5; unchanged otherwise."""
+    new_dist = actor_critic.policy_distribution(spec.ac, params, data.obs)
+    d = actor_critic.distribution(spec.ac, data.dist_params).kl(new_dist).mean()
+    return exponent + jnp.log2(ops.adaptive_kl_beta(1.0, d, hp.kl_target))
+
+
+def step(spec: Spec, state: State) -> tuple[State, dict[str, jax.Array]]:
+    """One PPO iteration: collect, GAE, ``num_epochs`` epochs of minibatch updates."""
+    state, rollout = collect(spec, state)
+    return update(spec, state, rollout)
+
+
+def update(spec: Spec, state: State, rollout: Rollout) -> tuple[State, dict[str, jax.Array]]:
+    """GAE and ``num_epochs`` epochs of minibatch updates on a collected ``rollout``."""
+    config, hp = spec.config, state.hparams
+    advantages, returns = advantages_and_returns(spec, state.params, rollout, hp)
+    data = training_batch(rollout, advantages, returns)
+    learning_rate = actor_critic.annealed_learning_rate(
+        hp.learning_rate, state.iteration, spec.total_iterations, config.anneal_lr)
+    opt_state = ops.with_learning_rate(state.opt_state, learning_rate)
+
+    kl_beta = current_kl_beta(hp, state.kl_beta_exponent)
+    rng, *epoch_keys = jax.random.split(state.rng, config.num_epochs + 1)
+
+    def one_epoch(carry, key):
+        params, opt_state, stats = update_epoch(spec, *carry, data, hp, kl_beta, key)
+        return (params, opt_state), stats
+
+    keys = jnp.stack(epoch_keys)
+    (params, opt_state), stats = jax.lax.scan(one_epoch, (state.params, opt_state), keys)
+    kl_beta_exponent = state.kl_beta_exponent
+    if config.objective == "kl_adaptive":
+        kl_beta_exponent = adapt_kl_beta_exponent(spec, params, data, hp, kl_beta_exponent)
+
+    metrics = {k: v.mean() for k, v in stats.items()}
+    metrics.update(
+        **actor_critic.episode_metrics(rollout.episode_return, rollout.episode_done),
+        kl_beta=current_kl_beta(hp, kl_beta_exponent),
+        learning_rate=learning_rate,
+        explained_variance=actor_critic.explained_variance(rollout.value, returns),
+    )
+    state = state.replace(params=params, opt_state=opt_state, rng=rng,
+                          kl_beta_exponent=kl_beta_exponent, iteration=state.iteration + 1,
+                          env_steps=state.env_steps.add(spec.batch_size))
+    return state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
+
+
+policy_params = actor_critic.policy_params
+act = actor_critic.act
+evaluate = actor_critic.evaluate
 
 
 def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
@@ -194,274 +422,5 @@ def make(env, env_params, config: Config = Config(), policy_loss=None) -> Agent:
     objective that ``config.objective`` selects (the value loss, entropy bonus
     and, for ``"kl_adaptive"``, the β rule stay). Build it from ``jaxrl.ops``.
     """
-    config.validate()
-    if policy_loss is not None and not callable(policy_loss):
-        raise TypeError(f"ppo.make: policy_loss must be callable, got {type(policy_loss).__name__}")
-    kind = envs.action_space_kind(env, env_params)
-    obs_shape = envs.observation_shape(env, env_params)
-    discrete = kind == "discrete"
-    action_space = env.action_space(env_params)
-    action_dim = action_space.n if discrete else int(jnp.prod(jnp.array(action_space.shape)))
-    torso = config.torso
-    if torso == "auto":
-        torso = "minatar_cnn" if len(obs_shape) == 3 else "mlp"
-
-    network = ActorCritic(
-        action_dim=action_dim,
-        discrete=discrete,
-        hidden_sizes=tuple(config.hidden_sizes),
-        activation=config.activation,
-        torso=torso,
-        obs_ndim=len(obs_shape),
-    )
-    dist_cls = ops.Categorical if discrete else ops.DiagGaussian
-
-    def distribution(policy_out):
-        return dist_cls(policy_out) if discrete else dist_cls(*policy_out)
-
-    # The agent acts in [-1, 1] on continuous spaces; the wrapper rescales and
-    # clips to the env's bounds, so log-probs stay those of the sampled action.
-    act_env = env if discrete else envs.RescaleAction(env)
-    train_env = envs.BatchEnv(envs.EpisodeStats(act_env), config.num_envs)
-    if config.normalize_obs:
-        train_env = envs.NormalizeObservation(train_env)
-
-    batch_size = config.num_envs * config.rollout_len
-    minibatch_size = batch_size // config.num_minibatches
-    total_iterations = max(1, -(-config.total_steps // batch_size))
-    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1.0, eps=config.adam_eps)
-    is_kl = config.objective != "clip"
-    objective = policy_loss or (kl_penalty_objective if is_kl else clip_objective)
-
-    def init(key: jax.Array, hparams: HParams | None = None) -> State:
-        hparams = config.hparams() if hparams is None else hparams
-        key, k_params, k_env = jax.random.split(key, 3)
-        dummy_obs = jnp.zeros(obs_shape, jnp.float32)
-        params = network.init(k_params, dummy_obs)
-        opt_state = optimizer.init(ravel_pytree(params)[0])
-        opt_state = ops.with_learning_rate(opt_state, hparams.learning_rate)
-        obs, env_state = train_env.reset(k_env, env_params)
-        return State(
-            params=params,
-            opt_state=opt_state,
-            env_state=env_state,
-            obs=obs,
-            rng=key,
-            hparams=hparams,
-            kl_beta_exponent=jnp.zeros((), jnp.float32),
-            iteration=jnp.zeros((), jnp.int32),
-            env_steps=StepCounter.zeros(),
-        )
-
-    def collect(state: State) -> tuple[State, Rollout]:
-        # The rollout's randomness is drawn in two calls before the loop: on a
-        # CPU each PRNG call inside the step is a small loop of its own and
-        # cost more than the policy's forward pass.
-        rng, k_noise, k_env = jax.random.split(state.rng, 3)
-        noise = dist_cls.noise(k_noise, (config.rollout_len, config.num_envs, action_dim))
-        env_keys = jax.random.split(k_env, (config.rollout_len, config.num_envs))
-
-        def one_step(carry, step_randomness):
-            params, env_state, obs = carry
-            action_noise, step_keys = step_randomness
-            policy_out, _ = network.apply(params, obs)  # the value head is dead code here
-            dist = distribution(policy_out)
-            action = dist.sample_from_noise(action_noise)
-            log_prob = dist.log_prob(action)
-            next_obs, env_state, reward, terminated, truncated, info = train_env.step(
-                step_keys, env_state, action, env_params
-            )
-            transition = dict(
-                obs=obs,
-                action=action,
-                log_prob=log_prob,
-                reward=reward.astype(jnp.float32),
-                terminated=terminated,
-                truncated=truncated,
-                final_obs=info["final_observation"],
-                dist_params=policy_out,
-                episode_return=info["episode_return"],
-                episode_done=info["episode_done"],
-            )
-            return (params, env_state, next_obs), transition
-
-        (_, env_state, obs), steps = jax.lax.scan(
-            one_step, (state.params, state.env_state, state.obs), (noise, env_keys)
-        )
-        # V(s_t) for the whole rollout in one batched forward pass rather than
-        # T small ones inside the loop (where the value head is dead code):
-        # the same parameters give the same values, and on a CPU one large dot
-        # beats many tiny ones.
-        rollout = Rollout(value=network.apply(state.params, steps["obs"])[1], **steps)
-        state = state.replace(env_state=env_state, obs=obs, rng=rng)
-        return state, rollout
-
-    def advantages_and_returns(params, rollout: Rollout, hp: HParams):
-        # V(s_{t+1}) from the true next observation: equals V(obs_{t+1}) except
-        # at episode ends, where auto-reset has replaced it. Only truncated
-        # steps use it (termination zeroes the discount).
-        next_values = network.apply(params, rollout.final_obs)[1]
-        discounts = hp.gamma * (1.0 - rollout.terminated.astype(jnp.float32))
-        episode_ends = jnp.logical_or(rollout.terminated, rollout.truncated)
-        return ops.gae(
-            rollout.reward,
-            rollout.value,
-            discounts,
-            next_values[-1],
-            hp.gae_lambda,
-            next_values=next_values,
-            episode_ends=episode_ends,
-        )
-
-    def loss_fn(params, batch, hp: HParams, kl_beta):
-        policy_out, value = network.apply(params, batch["obs"])
-        dist = distribution(policy_out)
-        old_dist = distribution(batch["dist_params"])
-        log_prob = dist.log_prob(batch["action"])
-        adv = batch["advantages"]
-        if config.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        kl = old_dist.kl(dist)
-        entropy_per_sample = dist.entropy()
-        inputs = PolicyLossInputs(log_prob=log_prob, old_log_prob=batch["log_prob"], advantages=adv,
-                                  kl=kl, entropy=entropy_per_sample, hparams=hp, kl_beta=kl_beta)
-        policy_loss = objective(inputs)
-        if config.clip_value_loss:
-            value_loss = ops.clipped_value_loss(value, batch["value"], batch["returns"], hp.clip_eps)
-        else:
-            value_loss = ops.squared_loss(value, batch["returns"])
-        entropy = entropy_per_sample.mean()
-        total = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
-        stats = {
-            "policy_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy": entropy,
-            "approx_kl": kl.mean(),
-            "clip_fraction": ops.clip_fraction(log_prob, batch["log_prob"], hp.clip_eps),
-        }
-        return total, stats
-
-    def update_minibatch(carry, batch):
-        params, opt_state, hp, kl_beta = carry
-        grads, stats = jax.grad(loss_fn, has_aux=True)(params, batch, hp, kl_beta)
-        # Clipping and Adam run on one flat vector: a few large operations
-        # instead of a few per parameter array, which on a CPU cuts about a
-        # sixth of a small minibatch update's time.
-        flat_grads, unravel = ravel_pytree(grads)
-        grad_norm = ops.global_norm(flat_grads)  # logged before clipping: shows when clipping bites
-        flat_grads = ops.clip_by_global_norm(flat_grads, hp.max_grad_norm)
-        updates, opt_state = optimizer.update(flat_grads, opt_state)
-        params = optax.apply_updates(params, unravel(updates))
-        return (params, opt_state, hp, kl_beta), {**stats, "grad_norm": grad_norm}
-
-    def update_epoch(carry, key):
-        params, opt_state, hp, kl_beta, data = carry
-        permutation = jax.random.permutation(key, batch_size)
-        minibatches = jax.tree.map(
-            lambda x: x[permutation].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
-            data,
-        )
-        minibatches = split_over_data_axis(minibatches, batch_axis=1)
-        (params, opt_state, _, _), stats = jax.lax.scan(
-            update_minibatch, (params, opt_state, hp, kl_beta), minibatches
-        )
-        return (params, opt_state, hp, kl_beta, data), stats
-
-    def step(state: State) -> tuple[State, dict[str, jax.Array]]:
-        hp = state.hparams
-        state, rollout = collect(state)
-        advantages, returns = advantages_and_returns(state.params, rollout, hp)
-        flat = lambda x: x.reshape((batch_size,) + x.shape[2:])
-        data = {
-            "obs": flat(rollout.obs),
-            "action": flat(rollout.action),
-            "log_prob": flat(rollout.log_prob),
-            "value": flat(rollout.value),
-            "dist_params": jax.tree.map(flat, rollout.dist_params),
-            "advantages": flat(advantages),
-            "returns": flat(returns),
-        }
-        learning_rate = hp.learning_rate
-        if config.anneal_lr:
-            progress = state.iteration.astype(jnp.float32) / total_iterations
-            learning_rate = learning_rate * jnp.maximum(1.0 - progress, 0.0)
-        opt_state = ops.with_learning_rate(state.opt_state, learning_rate)
-
-        kl_beta = current_kl_beta(hp, state.kl_beta_exponent)
-        rng, *epoch_keys = jax.random.split(state.rng, config.num_epochs + 1)
-        (params, opt_state, _, _, _), stats = jax.lax.scan(
-            update_epoch,
-            (state.params, opt_state, hp, kl_beta, data),
-            jnp.stack(epoch_keys),
-        )
-
-        kl_beta_exponent = state.kl_beta_exponent
-        if config.objective == "kl_adaptive":
-            # d = E[KL[π_old, π_new]] over the whole batch, after the update.
-            new_out = network.apply(params, data["obs"])[0]
-            d = distribution(data["dist_params"]).kl(distribution(new_out)).mean()
-            kl_beta_exponent += jnp.log2(ops.adaptive_kl_beta(1.0, d, hp.kl_target))
-        next_kl_beta = current_kl_beta(hp, kl_beta_exponent)
-
-        done = rollout.episode_done.astype(jnp.float32)
-        episodes = done.sum()
-        metrics = {k: v.mean() for k, v in stats.items()}
-        metrics.update(
-            episode_return=jnp.where(
-                episodes > 0, (rollout.episode_return * done).sum() / jnp.maximum(episodes, 1.0), 0.0
-            ),
-            episodes_completed=episodes,
-            kl_beta=next_kl_beta,
-            learning_rate=learning_rate,
-            explained_variance=_explained_variance(rollout.value, returns),
-        )
-        state = state.replace(
-            params=params,
-            opt_state=opt_state,
-            rng=rng,
-            kl_beta_exponent=kl_beta_exponent,
-            iteration=state.iteration + 1,
-            env_steps=state.env_steps.add(batch_size),
-        )
-        return state, jax.tree.map(lambda x: x.astype(jnp.float32), metrics)
-
-    def policy_params(state: State):
-        return {"network": state.params, "obs_norm": envs.obs_norm_stats(state.env_state)}
-
-    def act(params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
-        """Action for ``agent.env``-shaped observations (continuous actions
-        are in [-1, 1], which :class:`jaxrl.envs.RescaleAction` maps to the
-        env's bounds). Works for one observation or a batch."""
-        if params["obs_norm"] is not None:
-            obs = envs.normalize_obs(params["obs_norm"], obs)
-        dist = distribution(network.apply(params["network"], obs)[0])
-        return dist.mode() if deterministic else dist.sample(key)
-
-    def evaluate(state: State, key: jax.Array, num_episodes: int) -> jax.Array:
-        params = policy_params(state)
-        policy = lambda obs, k: act(params, obs, k, deterministic=True)
-        return envs.episode_returns(act_env, env_params, policy, key, num_episodes).returns
-
-    return Agent(
-        name="ppo",
-        config=config,
-        env=env,
-        env_params=env_params,
-        init=init,
-        step=step,
-        act=act,
-        policy_params=policy_params,
-        evaluate=evaluate,
-        default_hparams=config.hparams,
-        env_steps_per_step=batch_size,
-    )
-
-
-
-def current_kl_beta(hparams: HParams, exponent: jax.Array) -> jax.Array:
-    """β = hparams.kl_beta · 2^exponent (see ``State.kl_beta_exponent``)."""
-    return hparams.kl_beta * jnp.exp2(exponent)
-
-
-def _explained_variance(values: jax.Array, returns: jax.Array) -> jax.Array:
-    return 1.0 - jnp.var(returns - values) / (jnp.var(returns) + 1e-8)
+    spec = make_spec(env, env_params, config, policy_loss)
+    return actor_critic.bind_agent("ppo", spec, env, env_params, init=init, step=step)

@@ -119,20 +119,24 @@ class GymnasiumBatchEnv:
         """``(obs, reward, terminated, truncated, final_obs, episode_return,
         episode_done)`` for a batch of actions; ``episode_return`` is the
         return of the episode that ended on this step (0 where none did)."""
-        obs, reward, terminated, truncated, info = self._env.step(self._env_action(action))
-        obs = np.asarray(obs, np.float32)
-        reward = np.asarray(reward, np.float32)
-        terminated = np.asarray(terminated, bool)
-        truncated = np.asarray(truncated, bool)
+        obs, reward, terminated, truncated, final_obs = self._step_and_reset(self._env_action(action))
         done = terminated | truncated
-        final_obs = obs.copy()
-        if done.any():
-            for i in np.flatnonzero(done):
-                final_obs[i] = info["final_obs"][i]
         self._returns += reward
         episode_return = np.where(done, self._returns, 0.0).astype(np.float32)
         self._returns[done] = 0.0
         return obs, reward, terminated, truncated, final_obs, episode_return, done
+
+    def _step_and_reset(self, env_action) -> tuple[np.ndarray, ...]:
+        """``(obs, reward, terminated, truncated, final_obs)`` with finished
+        copies already reset (``obs``) and their last observation in ``final_obs``."""
+        obs, reward, terminated, truncated, info = self._env.step(env_action)
+        obs = np.asarray(obs, np.float32)
+        terminated = np.asarray(terminated, bool)
+        truncated = np.asarray(truncated, bool)
+        final_obs = obs.copy()
+        for i in np.flatnonzero(terminated | truncated):
+            final_obs[i] = info["final_obs"][i]
+        return obs, np.asarray(reward, np.float32), terminated, truncated, final_obs
 
     def close(self) -> None:
         self._env.close()

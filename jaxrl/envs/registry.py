@@ -1,4 +1,5 @@
-"""One ``make(env_id)`` over every gymnax environment and our own.
+"""One ``make(env_id)`` over every gymnax environment, our own, and the
+families of :mod:`jaxrl.envs.families` (``"brax:ant"``, ``"jumanji:Snake-v1"``, ...).
 
 ``make`` returns ``(env, env_params)`` exactly like ``gymnax.make``. Keyword
 arguments are routed by name: those the factory's signature accepts go to the
@@ -24,6 +25,9 @@ from typing import Any
 import gymnax
 from gymnax.environments import spaces
 
+from jaxrl.envs import families
+from jaxrl.envs.spaces import MultiDiscrete
+
 EnvFactory = Callable[..., Any]
 
 # Our own environments (the probes register themselves here on import).
@@ -31,6 +35,7 @@ _OWN_ENVS: dict[str, EnvFactory] = {}
 
 DISCRETE = "discrete"
 CONTINUOUS = "continuous"
+MULTI_DISCRETE = "multi_discrete"
 
 
 def register(env_id: str, factory: EnvFactory, *, overwrite: bool = False) -> None:
@@ -59,12 +64,17 @@ def list_envs() -> list[str]:
 def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
     """``(env, env_params)`` for ``env_id``.
 
+    ``"<family>:<id>"`` goes to that family (:func:`jaxrl.envs.families.make`);
+    an id without a prefix is gymnax's or ours.
+
     Raises:
       ValueError: unknown id (naming the closest valid ids), or a keyword that
         is neither a constructor argument nor a params field.
     """
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"environment id must be a non-empty string, got {env_id!r}")
+    if families.is_family_id(env_id):
+        return families.make(env_id, **kwargs)
     factory = _factory(env_id)
     constructor_kwargs, param_overrides = _split_kwargs(factory, kwargs)
     defaults = _constructor_defaults(factory)
@@ -194,14 +204,17 @@ def _param_fields(env_params: Any) -> set[str]:
 
 
 def action_space_kind(env: Any, env_params: Any) -> str:
-    """``"discrete"`` for a ``Discrete`` action space, ``"continuous"`` for a ``Box``."""
+    """``"discrete"`` for a ``Discrete`` action space, ``"continuous"`` for a
+    ``Box``, ``"multi_discrete"`` for a :class:`~jaxrl.envs.spaces.MultiDiscrete`."""
     space = env.action_space(env_params)
     if isinstance(space, spaces.Discrete):
         return DISCRETE
     if isinstance(space, spaces.Box):
         return CONTINUOUS
+    if isinstance(space, MultiDiscrete):
+        return MULTI_DISCRETE
     raise ValueError(
-        f"unsupported action space {type(space).__name__}: jaxrl handles Discrete and Box"
+        f"unsupported action space {type(space).__name__}: jaxrl handles Discrete, MultiDiscrete and Box"
     )
 
 
@@ -213,14 +226,34 @@ def num_actions(env: Any, env_params: Any) -> int:
     return int(space.n)
 
 
+def action_dims(env: Any, env_params: Any) -> tuple[int, ...]:
+    """Choices per action dimension: ``(n,)`` for ``Discrete(n)``, ``nvec`` for a
+    ``MultiDiscrete`` (what a factorised categorical head needs); ``ValueError``
+    for a continuous space."""
+    space = env.action_space(env_params)
+    if isinstance(space, spaces.Discrete):
+        return (int(space.n),)
+    if isinstance(space, MultiDiscrete):
+        return space.nvec
+    raise ValueError(f"action_dims needs a Discrete or MultiDiscrete action space, got {type(space).__name__}")
+
+
 def action_shape(env: Any, env_params: Any) -> tuple[int, ...]:
-    """Shape of one action: ``()`` for discrete spaces, the Box shape otherwise."""
+    """Shape of one action: ``()`` for discrete spaces, ``(len(nvec),)`` for a
+    MultiDiscrete, the Box shape otherwise."""
     return tuple(int(d) for d in env.action_space(env_params).shape)
 
 
 def observation_shape(env: Any, env_params: Any) -> tuple[int, ...]:
-    """Shape of one observation (``()`` for a Discrete observation space)."""
-    return tuple(int(d) for d in env.observation_space(env_params).shape)
+    """Shape of one observation (``()`` for a Discrete observation space);
+    ``ValueError`` for a Dict observation (see ``observation_shapes``)."""
+    space = env.observation_space(env_params)
+    if isinstance(space, spaces.Dict):
+        raise ValueError(
+            f"observation_shape needs an array observation, got Dict keys {list(space.spaces)}: "
+            "see jaxrl.envs.observation_shapes, or wrap the env in jaxrl.envs.FlattenObservation"
+        )
+    return tuple(int(d) for d in space.shape)
 
 
 def validate_env_for(

@@ -28,6 +28,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
+from jaxrl.envs.spaces import ACTION_MASK
+
 StepResult = tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]
 
 
@@ -133,7 +135,11 @@ class EpisodeStats(Wrapper):
 
 
 def _batch_shape(obs: jax.Array, observation_space: Any) -> tuple[int, ...]:
-    """Leading axes of ``obs`` beyond one observation's shape."""
+    """Leading axes of ``obs`` beyond one observation's shape (read from the
+    first array of a Dict observation)."""
+    if isinstance(observation_space, spaces.Dict):
+        obs = jax.tree.leaves(obs)[0]
+        observation_space = jax.tree.leaves(observation_space.spaces, is_leaf=_is_space)[0]
     obs_ndim = len(observation_space.shape)
     return tuple(jnp.shape(obs)[: jnp.ndim(obs) - obs_ndim])
 
@@ -295,6 +301,11 @@ class NormalizeObservation(Wrapper):
     ):
         if not epsilon > 0 or not clip > 0:
             raise ValueError(f"epsilon and clip must be positive, got epsilon={epsilon}, clip={clip}")
+        if isinstance(env.observation_space(env.default_params), spaces.Dict):
+            raise ValueError(
+                "NormalizeObservation needs array observations, got a Dict: "
+                "its arrays differ in kind (images, counts, masks); normalise per key in the network"
+            )
         super().__init__(env)
         self.epsilon = float(epsilon)
         self.clip = float(clip)
@@ -425,3 +436,67 @@ class RescaleAction(Wrapper):
     def step(self, key: jax.Array, state: Any, action: Any, params: Any = None) -> StepResult:
         params = self._params(params)
         return self._env.step(key, state, self.env_action(action, params), params)
+
+
+# --------------------------------------------------------------------------- #
+# Dict observations
+# --------------------------------------------------------------------------- #
+
+
+class FlattenObservation(Wrapper):
+    """Concatenates every array of a Dict observation (nested dicts too) into
+    one float32 vector, for MLP torsos. Keys are taken in sorted order (JAX's
+    order for dicts). An env's action mask is not flattened: with one, the
+    observation becomes ``{"observation": vector, "action_mask": mask}``
+    (still a Dict space), so the mask stays where :func:`jaxrl.envs.action_mask`
+    looks. Array observations pass through unchanged, and leading batch axes
+    are kept, so it also works on top of a ``BatchEnv``.
+    """
+
+    def _layout(self, params: Any) -> tuple[Any, bool]:
+        space = self._env.observation_space(params)
+        if not isinstance(space, spaces.Dict):
+            return None, False
+        rest = {k: s for k, s in space.spaces.items() if k != ACTION_MASK}
+        return rest, ACTION_MASK in space.spaces
+
+    def observation_space(self, params: Any) -> Any:
+        rest, masked = self._layout(params)
+        if rest is None:
+            return self._env.observation_space(params)
+        size = sum(int(np.prod(s.shape, dtype=np.int64)) for s in jax.tree.leaves(rest, is_leaf=_is_space))
+        flat = spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
+        if not masked:
+            return flat
+        return spaces.Dict({"observation": flat, ACTION_MASK: self._env.observation_space(params).spaces[ACTION_MASK]})
+
+    def flatten(self, obs: Any, params: Any = None) -> Any:
+        """``obs`` (from the wrapped env, any batch axes) as this wrapper returns it."""
+        rest, masked = self._layout(self._params(params))
+        if rest is None:
+            return obs
+        leaves = jax.tree.leaves({k: obs[k] for k in rest})
+        shapes = jax.tree.leaves(rest, is_leaf=_is_space)
+        batch_shape = jnp.shape(leaves[0])[: jnp.ndim(leaves[0]) - len(shapes[0].shape)]
+        flat = jnp.concatenate(
+            [jnp.reshape(leaf, (*batch_shape, -1)).astype(jnp.float32) for leaf in leaves], axis=-1
+        )
+        return {"observation": flat, ACTION_MASK: obs[ACTION_MASK]} if masked else flat
+
+    @partial(jax.jit, static_argnames=("self",))
+    def reset(self, key: jax.Array, params: Any = None) -> tuple[Any, Any]:
+        params = self._params(params)
+        obs, state = self._env.reset(key, params)
+        return self.flatten(obs, params), state
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(self, key: jax.Array, state: Any, action: Any, params: Any = None) -> StepResult:
+        params = self._params(params)
+        obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+        if "final_observation" in info:
+            info = {**info, "final_observation": self.flatten(info["final_observation"], params)}
+        return self.flatten(obs, params), state, reward, terminated, truncated, info
+
+
+def _is_space(x: Any) -> bool:
+    return isinstance(x, spaces.Space)

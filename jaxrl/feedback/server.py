@@ -1,20 +1,37 @@
 """``jaxrl label RUN_DIR``: a small local web page for labelling queries.
 
-Stdlib only (``http.server``). The page shows the oldest pending query of the
-run as two clips side by side and four buttons; an answer is appended to the
-run's label store (fsync'd before the reply) and the next query is shown.
-With nothing pending the page reloads itself every few seconds, so a person
-can keep it open while the run trains between label rounds.
+Stdlib only (``http.server``). The page shows a pending query of the run as
+two clips playing in sync, with what "better" means for the environment, and
+four answer buttons (keys ← ↑ → space); an answer is appended to the run's
+label store (fsync'd before the reply) and the next query is shown at once.
+The page follows the run by long-polling ``GET /api/state``: the next round
+appears as soon as the run writes it, with the run's status (training,
+waiting for labels, finished, gone) and the labels given against the budget.
+The last answers can be undone until the run has used them (an undo is a new
+line in the store; see :mod:`jaxrl.feedback.label_store`).
 
-Routes: ``GET /`` the page; ``GET /clip/<left id>/<right id>/<left|right>.gif``
-a clip; ``GET /pending`` the pending pairs as JSON; ``POST /label`` with the
-fields ``left``, ``right`` (integer segment ids) and ``choice`` (left | right |
+Several pages (tabs, people) get different pending queries while there are
+several: each page is a client that holds a lease on the query it shows,
+renewed by its polls and dropped when it answers, leaves, or goes quiet for
+:data:`LEASE_SECONDS`.
+
+Routes: ``GET /`` the page; ``GET /api/state?client=ID&since=VERSION`` the
+page's state as JSON, once it differs from ``VERSION`` (or after
+:data:`LONG_POLL_SECONDS`); ``GET /clip/<left id>/<right id>/<left|right>.jpg``
+a clip's frames as a sprite sheet (``.gif``: an animation);
+``GET /pending`` the pending pairs as JSON; ``POST /label`` with the fields
+``left``, ``right`` (integer segment ids) and ``choice`` (left | right |
 equal | skip), as a form (``application/x-www-form-urlencoded``) or a JSON
-object (``application/json``). It answers 303 (back to the page), or an error
-with a one-line message and nothing written: 400 for a malformed body or
-field, 403 for a request from another site, 409 for a pair that is not
-pending, 411 without a ``Content-Length``, 413 for a body over
-:data:`MAX_BODY` bytes (not read), 415 for another content type.
+object (``application/json``); ``POST /undo`` with ``left`` and ``right``
+(JSON); ``POST /api/leave?client=ID`` (a page closes). ``POST /label``
+answers 303 (back to the page), or 200 with the new state for a request that
+accepts ``application/json``, or an error with a one-line message and nothing
+written: 400 for a malformed body or field, 403 for a request from another
+site, 409 for a pair that is not pending, 411 without a ``Content-Length``,
+413 for a body over :data:`MAX_BODY` bytes (not read), 415 for another
+content type. A browser (``Accept: text/html``) gets each error as a page
+with a way back; a form answer to a query answered elsewhere goes back to
+the page with a note.
 
 Any web page the user visits could send requests to this server, so every
 request must name it in ``Host`` (a loopback name, on any port for an SSH
@@ -25,32 +42,43 @@ posting labels).
 
 from __future__ import annotations
 
-import html
+import collections
+import concurrent.futures
+import hashlib
 import ipaddress
 import json
 import os
 import re
+import secrets
 import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse, urlsplit
 
-from jaxrl.agents import label_store
+from jaxrl.feedback import label_store
+from jaxrl.feedback import page as label_page
 from jaxrl.feedback import queries as q
 from jaxrl.feedback import render
+from jaxrl.feedback import status as run_status
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-BUTTONS = (("left", "Left is better"), ("equal", "Equally good"), ("right", "Right is better"),
-           ("skip", "Can't tell (skip)"))
+BUTTONS = label_page.BUTTONS
+LEASE_SECONDS = 60.0  # a page that has not polled for this long gives its query back
+LONG_POLL_SECONDS = 20.0
+POLL_INTERVAL = 0.05  # how often a waiting poll looks at the run directory
+CLIP_CACHE = 64  # rendered clips kept (about 100 KB each)
+UPCOMING = 2  # queries after the shown one whose clips the page preloads
 MAX_BODY = 64 * 1024  # an answer is ~30 bytes; a larger body is refused unread
 REQUEST_TIMEOUT = 30.0  # seconds a client may take to send a request, so none holds a thread forever
 LINGER_SECONDS, LINGER_BYTES = 1.0, 1 << 20  # what a refused client may still send before the close
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 _ALL_INTERFACES = {"", "0.0.0.0", "::"}
 _SEGMENT_ID = re.compile(r"-?[0-9]{1,20}")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Refused(Exception):
@@ -191,6 +219,13 @@ class LabelServer(ThreadingHTTPServer):
         self.env_id = q.run_env_id(self.run_dir)
         self.store = label_store.LabelStore(q.labels_path(self.run_dir))  # reads only
         self.lock = threading.Lock()  # one answer at a time: no pair labelled twice
+        self.leases: dict[tuple[int, int], tuple[str, float]] = {}  # query -> (client, until)
+        self.lease_lock = threading.Lock()
+        self.clips: collections.OrderedDict = collections.OrderedDict()
+        self.clip_lock = threading.Lock()
+        self.rendering: dict[tuple, concurrent.futures.Future] = {}  # clips being prefetched
+        self.renderer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxrl-clips")
+        self.closing = threading.Event()
         super().__init__((host, port), _Handler)
         self.bound_host = host
 
@@ -198,6 +233,14 @@ class LabelServer(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/"
+
+    def shutdown(self) -> None:
+        self.closing.set()  # waiting polls answer now
+        super().shutdown()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.renderer.shutdown(wait=False, cancel_futures=True)
 
     def pending(self) -> list[q.Query]:
         return q.pending_queries(self.run_dir)
@@ -211,6 +254,144 @@ class LabelServer(ThreadingHTTPServer):
                 raise KeyError(f"query ({left}, {right}) is not pending")
             return self.store.append(left, right, choice, self.labeller)
 
+    def undo(self, left: int, right: int, client: str | None = None) -> label_store.Label:
+        """Takes back the answer of ``(left, right)`` by appending an undo,
+        and gives the query back to ``client``; KeyError when the pair has
+        no answer, :class:`AlreadyUsed` when the run has used it."""
+        with self.lock:
+            label = q.undo_answer(self.run_dir, self.store, left, right, self.labeller)
+        if client is not None:
+            with self.lease_lock:
+                self.leases = {k: v for k, v in self.leases.items() if v[0] != client}
+                self.leases[(left, right)] = (client, time.monotonic() + LEASE_SECONDS)
+        return label
+
+    def leave(self, client: str) -> None:
+        with self.lease_lock:
+            self.leases = {k: v for k, v in self.leases.items() if v[0] != client}
+
+    def assign(self, client: str | None, pending: list[q.Query]) -> tuple[q.Query | None, bool]:
+        """The query ``client`` should see, and whether another page shows it
+        too: the one it holds, else the oldest nobody holds, else (every
+        pending query is held) the oldest. Renews the client's lease."""
+        now = time.monotonic()
+        keys = {x.key for x in pending}
+        with self.lease_lock:
+            self.leases = {k: v for k, v in self.leases.items() if v[1] > now and k in keys}
+            held = [x for x in pending if self.leases.get(x.key, ("",))[0] == client]
+            free = [x for x in pending if x.key not in self.leases]
+            query = (held or free or pending or [None])[0]
+            shared = query is not None and not (held or free)
+            if client is not None and query is not None and not shared:
+                self.leases[query.key] = (client, now + LEASE_SECONDS)
+        return query, shared
+
+    def version(self) -> str:
+        """Changes whenever what a page shows may change: the labels, the
+        rounds, or what the run is doing."""
+        status = run_status.run_status(self.run_dir).to_json()
+        status.pop("heartbeat_age")
+        parts = [q.file_version(q.labels_path(self.run_dir)),
+                 [(p.name, q.file_version(p)) for p in q.round_paths(self.run_dir)], status]
+        return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
+
+    def state(self, client: str | None) -> dict:
+        """What the page of ``client`` shows, as JSON."""
+        version = self.version()
+        pending = self.pending()
+        standing = q.answers(self.run_dir)
+        run = run_status.run_status(self.run_dir)
+        rounds = len(q.round_paths(self.run_dir))
+        query, shared = self.assign(client, pending)
+        upcoming = [x for x in pending if query is None or x.key != query.key][:UPCOMING]
+        for x in ([query] if query else []) + upcoming:
+            self.prefetch(x)
+        skipped = sum(label.choice == "skip" for label in standing.values())
+        return {
+            "version": version,
+            "client": client,
+            "run": {**run.to_json(), "round": rounds,
+                    "text": run_status.run_text(run, rounds, self.run_dir, len(pending))},
+            "progress": run_status.label_progress(len(standing), skipped, len(pending), run.label_budget),
+            "query": None if query is None else self._query_json(query, shared),
+            "upcoming": [{side: _clip_url(x, side, "jpg") for side in q.SIDES} for x in upcoming],
+            "waiting_text": run_status.waiting_text(run),
+            "damage": q.damage_report(self.run_dir),
+        }
+
+    def _query_json(self, query: q.Query, shared: bool) -> dict:
+        def side_json(side: str, segment: q.Segment) -> dict:
+            end = render.segment_end(self.env_id, segment)
+            return {"id": segment.id, "steps": len(segment.obs), "length": segment.length or len(segment.obs),
+                    "sprite": _clip_url(query, side, "jpg"),
+                    "end": None if end is None else {"kind": end.kind, "text": end.text, "good": end.good}}
+
+        try:
+            written = q.round_path(self.run_dir, query.iteration).stat().st_mtime
+        except OSError:
+            written = None
+        return {"left": query.left.id, "right": query.right.id, "iteration": query.iteration,
+                "round_written": written, "shared": shared,
+                "sides": {"left": side_json("left", query.left), "right": side_json("right", query.right)}}
+
+    def wait_for_change(self, since: str | None, seconds: float = LONG_POLL_SECONDS) -> None:
+        """Returns once the version differs from ``since``, after ``seconds``,
+        or when the server shuts down."""
+        deadline = time.monotonic() + seconds
+        while since is not None and self.version() == since and time.monotonic() < deadline:
+            if self.closing.wait(POLL_INTERVAL):
+                return
+
+    def clip(self, query: q.Query, side: str, kind: str) -> bytes:
+        """The rendered clip of one side (``jpg``: sprite sheet, ``gif``),
+        cached; one being rendered in the background is waited for, not
+        rendered twice."""
+        key = (query.key, side, kind)
+        with self.clip_lock:
+            if key in self.clips:
+                self.clips.move_to_end(key)
+                return self.clips[key]
+            rendering = self.rendering.get(key)
+        if rendering is not None:
+            return rendering.result()
+        return self._render(query, side, kind)
+
+    def _render(self, query: q.Query, side: str, kind: str) -> bytes:
+        segment = query.left if side == "left" else query.right
+        key = (query.key, side, kind)
+        try:
+            data = (render.segment_sprite if kind == "jpg" else render.segment_clip)(self.env_id, segment)
+        except Exception:  # a failed render is tried again by the next request
+            with self.clip_lock:
+                self.rendering.pop(key, None)
+            raise
+        with self.clip_lock:
+            self.clips[key] = data
+            self.rendering.pop(key, None)
+            while len(self.clips) > CLIP_CACHE:
+                self.clips.popitem(last=False)
+        return data
+
+    def prefetch(self, query: q.Query) -> None:
+        """Renders the query's sprite sheets in the background, so they are
+        ready when the page asks."""
+        for side in q.SIDES:
+            key = (query.key, side, "jpg")
+            with self.clip_lock:  # held while submitting, so the render's pop comes after the entry
+                if key in self.clips or key in self.rendering:
+                    continue
+                try:
+                    self.rendering[key] = self.renderer.submit(self._render, query, side, "jpg")
+                except RuntimeError:  # shutting down
+                    return
+
+
+AlreadyUsed = q.AlreadyUsed
+
+
+def _clip_url(query: q.Query, side: str, kind: str) -> str:
+    return f"/clip/{query.left.id}/{query.right.id}/{side}.{kind}"
+
 
 def make_server(run_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 labeller: str | None = None) -> LabelServer:
@@ -219,51 +400,16 @@ def make_server(run_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int 
     return LabelServer(run_dir, host, port, labeller)
 
 
-def page(server: LabelServer) -> str:
-    pending = server.pending()
-    labelled = len(label_store.read_labels(q.labels_path(server.run_dir)))
-    title = f"jaxrl label: {html.escape(str(server.run_dir))}"
-    status = f"{len(pending)} pending, {labelled} labelled ({html.escape(server.env_id or 'unknown env')})"
-    notes = _damage_notes(server.run_dir)
-    if not pending:
-        body = (f"<p>{status}.</p>{notes}<p>No query is waiting; this page reloads until the run asks "
-                "for more.</p>")
-        return _document(title, body, refresh=3)
-    query = pending[0]
-    clip = lambda side: f"/clip/{query.left.id}/{query.right.id}/{side}.gif"
-    buttons = "".join(
-        f'<button type="submit" name="choice" value="{value}">{text}</button> '
-        for value, text in BUTTONS)
-    body = f"""<p>{status}.</p>{notes}<p>Which segment does the task better?</p>
-<div class="pair">
-  <figure><img src="{clip('left')}" alt="left segment"><figcaption>left (segment {query.left.id}, {len(query.left.obs)} steps)</figcaption></figure>
-  <figure><img src="{clip('right')}" alt="right segment"><figcaption>right (segment {query.right.id}, {len(query.right.obs)} steps)</figcaption></figure>
-</div>
-<form method="post" action="/label">
-  <input type="hidden" name="left" value="{query.left.id}">
-  <input type="hidden" name="right" value="{query.right.id}">
-  {buttons}
-</form>"""
-    return _document(title, body)
+def page(server: LabelServer, client: str | None = None, notice: str | None = None) -> str:
+    """The labelling page for a new client (a tab)."""
+    client = client or secrets.token_urlsafe(12)
+    title = f"jaxrl label: {server.run_dir}"
+    guide = render.guide(server.env_id)
+    return label_page.label_page(title, server.state(client),
+                                 {"better": guide.better, "legend": list(guide.legend)}, notice)
 
 
-def _damage_notes(run_dir: Path) -> str:
-    report = q.damage_report(run_dir)
-    if not report:
-        return ""
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in report)
-    return f'<div class="damaged"><p>Damaged files, skipped (nothing was removed):</p><ul>{items}</ul></div>'
-
-
-def _document(title: str, body: str, refresh: int | None = None) -> str:
-    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8">{meta}<title>{title}</title>
-<style>body{{font-family:sans-serif;margin:2em}} .pair{{display:flex;gap:2em}}
-figure{{margin:0}} img{{border:1px solid #ccc;image-rendering:pixelated}}
-button{{font-size:1.1em;margin:0.5em 0.3em 0 0}} .damaged{{color:#a00}}</style></head>
-<body><h1>{title}</h1>{body}</body></html>
-"""
+NOTICES = {"taken": "That query was answered elsewhere (another tab or person); here is the next one."}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -286,9 +432,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _text(self, status: int, text: str):
         self._send(status, text.encode(), "text/plain; charset=utf-8")
 
+    def _accepts(self, media: str) -> bool:
+        return media in (self.headers.get("Accept") or "").lower()
+
+    def _json(self, status: int, record: dict):
+        self._send(status, json.dumps(record).encode(), "application/json")
+
     def _refuse(self, status: int, message: str):
+        """Answers an error: a page with a way back for a browser, JSON for
+        the page's script, one line of text for anything else."""
+        if self._accepts("text/html"):
+            body, media = label_page.error_page(int(status), HTTPStatus(status).phrase, message), "text/html"
+        elif self._accepts("application/json"):
+            body, media = json.dumps({"error": message}), "application/json"
+        else:
+            body, media = message + "\n", "text/plain"
         # The connection closes: a body left unread must not be taken for the next request.
-        self._send(status, (message + "\n").encode(), "text/plain; charset=utf-8", {"Connection": "close"})
+        self._send(status, body.encode(), f"{media}; charset=utf-8", {"Connection": "close"})
         self._linger()
 
     def _linger(self):
@@ -335,29 +495,52 @@ class _Handler(BaseHTTPRequestHandler):
             raise Refused(HTTPStatus.BAD_REQUEST, f"the {name} header is given {len(values)} times")
         return values[0] if values else None
 
+    def _client(self) -> str | None:
+        values = parse_qs(urlparse(self.path).query).get("client", [])
+        return values[0] if values and _CLIENT_ID.fullmatch(values[0]) else None
+
     def _get(self):
-        path = urlparse(self.path).path
+        url = urlparse(self.path)
+        path, params = url.path, parse_qs(url.query)
         if path == "/":
-            return self._send(HTTPStatus.OK, page(self.server).encode(), "text/html; charset=utf-8")
+            notice = NOTICES.get((params.get("note") or [""])[0])
+            return self._send(HTTPStatus.OK, page(self.server, notice=notice).encode(),
+                              "text/html; charset=utf-8")
+        if path == "/api/state":
+            self.server.wait_for_change((params.get("since") or [None])[0])
+            return self._json(HTTPStatus.OK, self.server.state(self._client()))
+        if path == "/favicon.ico":
+            return self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         if path == "/pending":
             pairs = [{"iteration": x.iteration, "left": x.left.id, "right": x.right.id}
                      for x in self.server.pending()]
             return self._send(HTTPStatus.OK, json.dumps(pairs).encode(), "application/json")
         parts = path.strip("/").split("/")
-        if len(parts) == 4 and parts[0] == "clip" and parts[3] in ("left.gif", "right.gif"):
+        clips = {"left.gif", "right.gif", "left.jpg", "right.jpg"}
+        if len(parts) == 4 and parts[0] == "clip" and parts[3] in clips:
             try:
                 key = (int(parts[1]), int(parts[2]))
             except ValueError:
                 raise Refused(HTTPStatus.NOT_FOUND, "no such clip") from None
+            side, kind = parts[3].split(".")
+            media = {"gif": "image/gif", "jpg": "image/jpeg"}[kind]
             for query in q.all_queries(self.server.run_dir):
                 if query.key == key:
-                    segment = query.left if parts[3] == "left.gif" else query.right
-                    return self._send(HTTPStatus.OK, render.segment_clip(self.server.env_id, segment),
-                                      "image/gif")
+                    # A clip never changes: the browser may keep it.
+                    return self._send(HTTPStatus.OK, self.server.clip(query, side, kind), media,
+                                      {"Cache-Control": "private, max-age=3600"})
         raise Refused(HTTPStatus.NOT_FOUND, "not found")
 
     def _post(self):
-        if urlparse(self.path).path != "/label":
+        path = urlparse(self.path).path
+        if path == "/api/leave":
+            if self._client():
+                self.server.leave(self._client())
+            # The beacon's body is not read, so the connection cannot carry another request.
+            return self._send(HTTPStatus.NO_CONTENT, b"", "text/plain", {"Connection": "close"})
+        if path == "/undo":
+            return self._undo()
+        if path != "/label":
             raise Refused(HTTPStatus.NOT_FOUND, "not found")
         left, right, choice = parse_answer(self._body(), self._single_header("Content-Type"))
         try:
@@ -365,10 +548,37 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             raise Refused(HTTPStatus.BAD_REQUEST, str(e)) from None
         except KeyError as e:
+            if self._accepts("application/json"):  # the page shows the next query instead
+                return self._json(HTTPStatus.CONFLICT, {"error": str(e.args[0]),
+                                                        "state": self.server.state(self._client())})
+            if self._accepts("text/html"):  # a form answer: back to the page, with a note
+                return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": "/?note=taken"})
             raise Refused(HTTPStatus.CONFLICT, str(e.args[0])) from None
         except OSError as e:
             raise Refused(HTTPStatus.INTERNAL_SERVER_ERROR, f"the label was not saved: {e}") from None
+        if self._accepts("application/json"):
+            return self._json(HTTPStatus.OK, {"saved": [left, right, choice],
+                                              "state": self.server.state(self._client())})
         self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {"Location": "/"})
+
+    def _undo(self):
+        body = self._body()
+        try:
+            record = json.loads(body.decode("utf-8"))
+            left, right = record["left"], record["right"]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (left, right)):
+                raise ValueError("left and right must be integer segment ids")
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            raise Refused(HTTPStatus.BAD_REQUEST,
+                          f"an undo is a JSON object with integer left and right ({q._one_line(e)})") from None
+        try:
+            self.server.undo(left, right, self._client())
+        except (KeyError, AlreadyUsed) as e:
+            message = str(e.args[0])
+            if self._accepts("application/json"):
+                return self._json(HTTPStatus.CONFLICT, {"error": message, "state": self.server.state(self._client())})
+            raise Refused(HTTPStatus.CONFLICT, message) from None
+        self._json(HTTPStatus.OK, {"undone": [left, right], "state": self.server.state(self._client())})
 
     def _body(self) -> bytes:
         """The request body, read only when its declared length is valid and

@@ -26,7 +26,10 @@ one, so a buffer sits in an agent's state and is carried through
     ``Transition(obs, action, reward, discount, next_obs)`` and
     ``n_step_transitions(steps, episode_end, n)``: time-major ``[T, B]``
     one-step transitions to n-step ones (discounted reward sums, Γ = Π γ_t,
-    stopping at episode ends; truncation keeps the bootstrap).
+    stopping at episode ends; truncation keeps the bootstrap);
+    ``Window``, ``empty_window(example, n, B)`` and ``push(window, step,
+    episode_end)``: a sliding window of the last n steps per env that emits
+    one n-step transition per step.
 
 Capacity, dtype, memory. Storage keeps the example's dtypes (float32 for
 gymnax observations) and costs ``capacity × bytes(one item)``, allocated up
@@ -40,7 +43,7 @@ and convert in the learner.
 """
 
 from jaxrl.replay import nstep, prioritized, uniform
-from jaxrl.replay.nstep import Transition, n_step_transitions
+from jaxrl.replay.nstep import Transition, Window, n_step_transitions
 from jaxrl.replay.prioritized import PrioritizedState
 from jaxrl.replay.uniform import ReplayState
 
@@ -49,6 +52,7 @@ __all__ = [
     "prioritized",
     "nstep",
     "Transition",
+    "Window",
     "n_step_transitions",
     "ReplayState",
     "PrioritizedState",

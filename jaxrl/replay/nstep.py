@@ -55,7 +55,7 @@ def n_step_transitions(steps: Transition, episode_end: jax.Array, n: int) -> Tra
 
     A window that meets an episode end stops there (m < n), so every window
     of length n fits inside the chunk; the last n − 1 starts need the next
-    chunk (an agent keeps a sliding window of n steps, see ``ddpg``).
+    chunk (an agent keeps a sliding :class:`Window` of n steps, see :func:`push`).
     """
     T = steps.reward.shape[0]
     if not isinstance(n, int) or not 1 <= n <= T:
@@ -84,3 +84,38 @@ def n_step_transitions(steps: Transition, episode_end: jax.Array, n: int) -> Tra
 
 def _expand(mask: jax.Array, like: jax.Array) -> jax.Array:
     return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
+@struct.dataclass
+class Window:
+    """The last ``n`` one-step transitions of every env, oldest first
+    (``[n, B, ...]``), and how many steps have filled it: what an agent that
+    collects one step at a time keeps to emit n-step transitions."""
+
+    steps: Transition
+    episode_end: jax.Array
+    filled: jax.Array
+
+
+def empty_window(example: Transition, n: int, num_envs: int) -> Window:
+    """A window of ``n`` zero steps of ``num_envs`` envs shaped like ``example``."""
+    return Window(
+        steps=jax.tree.map(lambda x: jnp.zeros((n, num_envs) + x.shape, x.dtype), example),
+        episode_end=jnp.zeros((n, num_envs), bool),
+        filled=jnp.zeros((), jnp.int32),
+    )
+
+
+def push(window: Window, step: Transition, episode_end: jax.Array) -> tuple[Window, Transition, jax.Array]:
+    """Slides ``window`` by one step ``[B, ...]``. Returns the new window, the
+    n-step transition ``[B, ...]`` that starts at its oldest step, and whether
+    that transition is complete (the window has been filled)."""
+    n = window.episode_end.shape[0]
+    shift = lambda old, new: jnp.concatenate([old[1:], new[None]], axis=0)
+    window = Window(
+        steps=jax.tree.map(shift, window.steps, step),
+        episode_end=shift(window.episode_end, episode_end),
+        filled=jnp.minimum(window.filled + 1, n),
+    )
+    transition = jax.tree.map(lambda x: x[0], n_step_transitions(window.steps, window.episode_end, n))
+    return window, transition, window.filled >= n

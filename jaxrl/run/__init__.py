@@ -16,13 +16,17 @@ from jaxrl.run.experiment import build_agent, evaluate_run, load_agent, resume
 from jaxrl.run.checkpoint import CheckpointError, DamagedCheckpointWarning
 from jaxrl.run.loop import ChunkPlan, TrainingDiverged, TrainResult, plan_chunks, train
 from jaxrl.run.plots import plot_curves
+from jaxrl.run.report import write_report
 from jaxrl.run.rundir import RunDirError
+from jaxrl.run.writer import RunWriter
 from jaxrl.run.sinks import (
     CSVSink,
     JSONLSink,
     MetricsChunk,
+    MlflowSink,
     Sink,
     TensorBoardSink,
+    WandbSink,
     read_csv,
 )
 
@@ -35,9 +39,12 @@ __all__ = [
     "ChunkPlan",
     "JSONLSink",
     "MetricsChunk",
+    "MlflowSink",
     "RunDirError",
+    "RunWriter",
     "Sink",
     "TensorBoardSink",
+    "WandbSink",
     "TrainResult",
     "build_agent",
     "evaluate",
@@ -49,4 +56,5 @@ __all__ = [
     "read_csv",
     "resume",
     "train",
+    "write_report",
 ]

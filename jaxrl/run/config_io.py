@@ -207,3 +207,15 @@ def _is_tuple_type(annotation: Any) -> bool:
     if origin in (typing.Union, types.UnionType):
         return any(_is_tuple_type(a) for a in typing.get_args(annotation))
     return origin is tuple or annotation is tuple
+
+
+def flatten_dict(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted names: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``
+    (an empty dict stays a value)."""
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_dict(value, f"{prefix}{name}."))
+        else:
+            flat[prefix + name] = value
+    return flat

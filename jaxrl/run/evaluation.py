@@ -1,4 +1,5 @@
-"""Evaluation of the final policy of every seed of a run."""
+"""Evaluation of every seed's policy: at the end of a run, and every
+``eval_every`` env steps during it (rows of eval.csv)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import jax
 import numpy as np
 
 from jaxrl.agents.base import Agent
+from jaxrl.run.sinks import MetricsChunk
 
 # Evaluation draws from its own stream of the run key, so evaluating never
 # changes training and ``jaxrl eval`` reproduces the summary's numbers.
@@ -34,7 +36,13 @@ def _evaluator(evaluate_fn):
 def evaluate(agent: Agent, states: Any, run_key: jax.Array, num_episodes: int) -> np.ndarray:
     """Returns of ``num_episodes`` evaluation episodes per seed, ``[seeds, num_episodes]``."""
     seeds = jax.tree.leaves(states)[0].shape[0]
-    returns = make_evaluator(agent)(states, evaluation_keys(run_key, seeds), num_episodes)
+    return evaluate_with_keys(agent, states, evaluation_keys(run_key, seeds), num_episodes)
+
+
+def evaluate_with_keys(agent: Agent, states: Any, keys: jax.Array, num_episodes: int) -> np.ndarray:
+    """Returns of ``num_episodes`` episodes per seed drawn with ``keys [seeds]``,
+    ``[seeds, num_episodes]``."""
+    returns = make_evaluator(agent)(states, keys, num_episodes)
     return np.asarray(jax.device_get(returns), dtype=np.float64)
 
 
@@ -53,4 +61,51 @@ def eval_summary(returns: np.ndarray) -> dict[str, Any]:
         "eval_return_mean": float(per_seed.mean()),
         "eval_return_std": float(per_seed.std()),
         "eval_episodes": int(returns.shape[1]),
+    }
+
+
+# ---------------------------------------------------------------- during training
+
+
+def periodic_evaluation_keys(run_key: jax.Array, seeds: int, iterations_done: int) -> jax.Array:
+    """Evaluation keys of the evaluation after ``iterations_done`` iterations:
+    a fixed function of the run key and that count, apart from the training
+    stream and from the final evaluation's :func:`evaluation_keys`, so a
+    resumed run draws the same episodes as an uninterrupted one."""
+    return evaluation_keys(jax.random.fold_in(run_key, iterations_done), seeds)
+
+
+def evaluation_due(steps_before: int, steps_after: int, eval_every: int | None) -> bool:
+    """Whether a chunk that took a seed from ``steps_before`` to ``steps_after``
+    env steps crossed a multiple of ``eval_every`` (None: never)."""
+    return eval_every is not None and steps_before // eval_every < steps_after // eval_every
+
+
+def evaluation_chunk(env_steps: int, returns: np.ndarray) -> MetricsChunk:
+    """One eval.csv point from ``[seeds, episodes]`` returns: per seed the mean,
+    std, min and max over episodes, as float32 (what eval.csv holds, so the
+    best evaluation is the same whether read back from the file or not)."""
+    stats = {
+        "eval_return": returns.mean(axis=1),
+        "eval_return_std": returns.std(axis=1),
+        "eval_return_min": returns.min(axis=1),
+        "eval_return_max": returns.max(axis=1),
+    }
+    return MetricsChunk(
+        env_steps=np.asarray([env_steps], np.int64),
+        metrics={name: v[None, :].astype(np.float32) for name, v in stats.items()},
+    )
+
+
+def best_evaluation(env_steps: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
+    """``best_eval_return`` and ``best_eval_step`` per seed (the earliest of
+    ties) from ``env_steps [n]`` and mean returns ``[n, seeds]``; empty lists
+    when there is no evaluation."""
+    if len(env_steps) == 0:
+        return {"best_eval_return": [], "best_eval_step": []}
+    best = np.argmax(returns, axis=0)
+    seeds = range(returns.shape[1])
+    return {
+        "best_eval_return": [float(returns[best[s], s]) for s in seeds],
+        "best_eval_step": [int(env_steps[best[s]]) for s in seeds],
     }

@@ -61,7 +61,10 @@ def build_agent(
     config = make_config(module, config_values)
     env, env_params = make_env(env_id, **dict(env_kwargs or {}))
     check_env_for(module, algorithm, env_id, env, env_params)
-    return module.make(env, env_params, config)
+    # What make needs without the host (rm-ppo's human labeller: `jaxrl train` binds the run's).
+    from jaxrl import agents
+
+    return module.make(env, env_params, config, **agents.host_needs(algorithm, config).make_kwargs)
 
 
 def with_total_steps(module, values: Mapping[str, Any], total_steps: int) -> dict[str, Any]:
@@ -94,8 +97,11 @@ def resume(
     checkpoint_every_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
 ):
     """Continues the run in ``out_dir`` from its latest checkpoint; the result
-    is bit-identical to a run that was never interrupted."""
+    is bit-identical to a run that was never interrupted. Besides ``sinks``
+    it writes to every sink the run had (metrics.jsonl, TensorBoard, and the
+    W&B / MLflow runs named in tracking.json, which it continues)."""
     from jaxrl.run.loop import train
+    from jaxrl.run.sinks import make_sinks, sinks_of_run
 
     agent, saved = load_agent(out_dir)
     if saved.get("hparams") is not None:
@@ -103,15 +109,19 @@ def resume(
             f"{out_dir} was trained with custom hparams; resume it with "
             "jaxrl.run.train(..., hparams=..., resume=True)"
         )
+    episodes = saved["eval_episodes"] if eval_episodes is None else eval_episodes
     return train(
         agent,
         key_from_json(saved["key"]),
         saved["total_steps"],
         seeds=saved["seeds"],
         out_dir=out_dir,
-        sinks=sinks,
+        sinks=[*make_sinks(out_dir, sinks_of_run(out_dir)), *sinks],
         chunk_iterations=saved["chunk_iterations"],
-        eval_episodes=saved["eval_episodes"] if eval_episodes is None else eval_episodes,
+        eval_episodes=episodes,
+        # Runs saved before periodic evaluation existed have no eval_every;
+        # eval_episodes=0 switches all evaluation off.
+        eval_every=saved.get("eval_every") if episodes else None,
         progress=progress,
         checkpoint_every_seconds=checkpoint_every_seconds,
         resume=True,

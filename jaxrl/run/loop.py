@@ -26,15 +26,19 @@ from jaxrl.agents.base import MAX_INT, MAX_TOTAL_STEPS, Agent, check_schedule_sp
 from jaxrl.compilation import compiler_options
 from jaxrl.mesh import make_mesh, replicate
 from jaxrl.run import preemption, rundir
-from jaxrl.run.checkpoint import (
-    DEFAULT_CHECKPOINT_SECONDS,
-    Checkpointer,
-)
+from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
 from jaxrl.run.config_io import config_to_dict, key_to_json
-from jaxrl.run.evaluation import eval_summary, evaluate
-from jaxrl.run.plots import plot_curves
-from jaxrl.run.progress import Progress
-from jaxrl.run.sinks import CSVSink, MetricsChunk, Sink, read_csv
+from jaxrl.run.evaluation import (
+    best_evaluation,
+    eval_summary,
+    evaluate,
+    evaluate_with_keys,
+    evaluation_chunk,
+    evaluation_due,
+    periodic_evaluation_keys,
+)
+from jaxrl.run.sinks import MetricsChunk, Sink
+from jaxrl.run.writer import RunWriter
 
 # Bounds of the run's counts: far above any real run, low enough that a typo
 # (1e20) is refused at once instead of failing deep inside XLA.
@@ -140,6 +144,9 @@ class TrainResult:
       eval_returns: ``[seeds, eval_episodes]`` evaluation returns of the final policy.
       summary: the summary.json contents.
       out_dir: the run directory, if any.
+      eval_env_steps: ``[n]`` env steps of every evaluation (with ``eval_every``;
+        a resumed call includes those before its checkpoint), the last being the final one.
+      eval_curve: ``[n, seeds]`` mean evaluation return at each of them.
     """
 
     state: Any
@@ -148,6 +155,8 @@ class TrainResult:
     eval_returns: np.ndarray
     summary: dict[str, Any]
     out_dir: Path | None = None
+    eval_env_steps: np.ndarray | None = None
+    eval_curve: np.ndarray | None = None
 
 
 def make_chunk_fn(agent: Agent, chunk_iterations: int):
@@ -211,6 +220,7 @@ def train(
     sinks: Sequence[Sink] = (),
     chunk_iterations: int | None = None,
     eval_episodes: int = 10,
+    eval_every: int | None = None,
     progress: bool = True,
     checkpoint_every_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
     resume: bool = False,
@@ -228,6 +238,13 @@ def train(
     that was never interrupted. ``sinks`` receive the metrics as well.
     ``env_id``/``env_kwargs`` are recorded in config.json so the agent can be
     rebuilt (``jaxrl eval``); ``env_id`` defaults to the env's ``name``.
+    ``eval_episodes`` deterministic episodes per seed evaluate the final policy;
+    with ``eval_every`` also the policy at the first chunk boundary at or after
+    every multiple of ``eval_every`` env steps (``chunk_iterations`` sets how
+    close), written to eval.csv, the sinks and the plot, with the best of them
+    in summary.json (``best_eval_return``/``best_eval_step`` per seed).
+    Evaluation draws its own keys from ``key`` and leaves the states as they
+    are, so training and its resume stay bit-exact.
     Checkpoints are taken at chunk boundaries at most every
     ``checkpoint_every_seconds`` (0: after every chunk) and after the last chunk.
     A stop request (SIGTERM under :func:`jaxrl.run.preemption.stop_on_signals`,
@@ -236,13 +253,14 @@ def train(
     """
     check_run_arguments(
         agent, total_steps, seeds, eval_episodes, chunk_iterations, checkpoint_every_seconds,
-        resume, force, hparams,
+        resume, force, hparams, eval_every=eval_every,
     )
     if resume and out_dir is None:
         raise ValueError("resume=True needs the out_dir of the run to continue")
     plan = plan_chunks(total_steps, agent.env_steps_per_step, chunk_iterations)
     run_config = describe_run(
-        agent, key, total_steps, seeds, plan, eval_episodes, hparams, env_id, env_kwargs
+        agent, key, total_steps, seeds, plan, eval_episodes, hparams, env_id, env_kwargs,
+        eval_every=eval_every,
     )
     out_dir = None if out_dir is None else rundir.out_path(out_dir)
     # Processes of one job given different runs would wait on each other for
@@ -251,103 +269,46 @@ def train(
     # Several processes (jax.distributed): all run the same program, process 0
     # alone writes the run directory; the key is placed on every device so the
     # jitted init and step see one global array.
-    primary = jax.process_index() == 0
     if jax.process_count() > 1:
         key = replicate(key, make_mesh())
+    writer = RunWriter(
+        out_dir, run_config, resume=resume, force=force, primary=jax.process_index() == 0,
+        sinks=sinks,
+    )
     # Every check happens before anything is compiled or written.
-    if resume:
-        rundir.check_resumable(out_dir, run_config)
-    elif out_dir is not None and primary:
-        rundir.check_new_run(out_dir, force=force)
-
+    writer.check()
     keys = jax.random.split(key, seeds)
     init_fn = make_init_fn(agent, seeds, hparams)
-    abstract_state = jax.eval_shape(init_fn, keys, hparams)
-    if resume and (out_dir / rundir.METRICS_CSV).exists():
-        read_csv(out_dir / rundir.METRICS_CSV)  # a garbled row is reported before any compile
-    # Restoring compiles nothing, so a damaged run is reported before any compile.
-    start_iteration, restored_state = (
-        _restore_for_resume(out_dir, abstract_state) if resume else (0, None)
-    )
-    try:
-        remaining_chunks = plan.chunks_after(start_iteration)
-    except ValueError as e:
-        raise rundir.RunDirError(f"cannot resume {out_dir}: {e}") from None
-    compiled = compile_run(
-        agent, plan, init_fn, (keys, hparams), abstract_state, need_init=start_iteration == 0
-    )
-
-    if out_dir is not None and not resume and primary:
-        rundir.start_new_run(out_dir, run_config, force=force)
-    writes = out_dir is not None and primary
-    all_sinks = ([CSVSink(out_dir / rundir.METRICS_CSV)] if writes else []) + list(
-        sinks if primary else ()
-    )
-    checkpointer = Checkpointer(out_dir / rundir.CHECKPOINTS) if out_dir is not None else None
-    bar = Progress(
-        plan.iterations * agent.env_steps_per_step,
-        start_iteration * agent.env_steps_per_step,
-        seeds,
-        progress and primary,
-    )
     history: list[MetricsChunk] = []
-    try:
-        state = restored_state if start_iteration else compiled.init(keys, hparams)
-        resume_env_steps = start_iteration * agent.env_steps_per_step if resume else None
-        for sink in all_sinks:
-            sink.open(compiled.metric_names, seeds, resume_env_steps)
-        state, train_seconds = _run_chunks(
-            sync.watched(compiled.chunk),
-            state,
-            plan,
-            remaining_chunks,
-            agent.env_steps_per_step,
-            all_sinks,
-            checkpointer,
-            checkpoint_every_seconds,
-            bar,
-            history,
-            start_iteration,
-            sync=sync,
-        )
-    except TrainingDiverged as e:
-        if writes:
-            _write_failure_summary(out_dir, run_config, seeds, plan, compiled, history, e)
-        raise
-    finally:
-        bar.close()
-        for sink in all_sinks:
-            sink.close()
-        if checkpointer is not None:
-            checkpointer.close()
-
-    eval_start = time.perf_counter()
-    eval_returns = (
-        evaluate(agent, state, key, eval_episodes) if eval_episodes else np.zeros((seeds, 0))
+    periodic = (
+        PeriodicEvaluation(agent, key, eval_every, eval_episodes, writer) if eval_every else None
     )
-    eval_seconds = time.perf_counter() - eval_start
-
-    steps_run = (plan.iterations - start_iteration) * agent.env_steps_per_step * seeds
-    summary = {
-        "algorithm": run_config["algorithm"],
-        "env_id": run_config["env_id"],
-        "seeds": seeds,
-        **eval_summary(eval_returns),
-        "env_steps": plan.iterations * agent.env_steps_per_step,
-        "total_env_steps": plan.iterations * agent.env_steps_per_step * seeds,
-        "iterations": plan.iterations,
-        "env_steps_per_second": steps_run / train_seconds if train_seconds > 0 else None,
-        "compile_seconds": compiled.seconds,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "resumed_from_iteration": start_iteration if resume else None,
-        "status": "completed",
-    }
-    if writes:
-        rundir.write_json(out_dir / rundir.SUMMARY, summary)
-        plot_curves(
-            out_dir / rundir.METRICS_CSV, out_dir / rundir.CURVE, title=_plot_title(run_config)
+    try:
+        state, compiled, start_iteration, train_seconds = _train_in_chunks(
+            agent, plan, init_fn, (keys, hparams), writer, sync, history,
+            progress=progress, checkpoint_every_seconds=checkpoint_every_seconds,
+            periodic=periodic,
         )
+        eval_start = time.perf_counter()
+        eval_returns = (
+            evaluate(agent, state, key, eval_episodes) if eval_episodes else np.zeros((seeds, 0))
+        )
+        if periodic is not None:
+            writer.write_evaluation(
+                evaluation_chunk(plan.iterations * agent.env_steps_per_step, eval_returns)
+            )
+        eval_seconds = time.perf_counter() - eval_start
+        summary = _completed_summary(
+            run_config, plan, compiled, eval_returns, train_seconds,
+            eval_seconds=eval_seconds + (periodic.seconds if periodic else 0.0),
+            resumed_from=start_iteration if resume else None,
+        )
+        eval_env_steps, eval_curve = writer.evaluations()
+        if periodic is not None:
+            summary.update(best_evaluation(eval_env_steps, eval_curve))
+        writer.finish(summary, _plot_title(run_config))
+    finally:
+        writer.close()
     return TrainResult(
         state=state,
         metrics=_concatenate(history, compiled.metric_names),
@@ -357,7 +318,110 @@ def train(
         eval_returns=eval_returns,
         summary=summary,
         out_dir=out_dir,
+        eval_env_steps=eval_env_steps if periodic is not None else None,
+        eval_curve=eval_curve if periodic is not None else None,
     )
+
+
+class PeriodicEvaluation:
+    """Evaluates every seed at the chunk boundaries that cross a multiple of
+    ``eval_every`` env steps and writes each point through the run writer.
+
+    The keys depend only on the run key and the iteration count, and the
+    states are only read, so evaluating changes neither training nor a resume.
+    """
+
+    def __init__(self, agent: Agent, run_key, eval_every: int, eval_episodes: int, writer):
+        self.agent = agent
+        self.run_key, self.eval_every, self.episodes = run_key, eval_every, eval_episodes
+        self.steps_per_iteration = agent.env_steps_per_step
+        self.writer = writer
+        self.seconds = 0.0
+
+    def after_chunk(self, state, iterations_before: int, iterations_after: int, last: bool):
+        """Evaluates ``state`` if this chunk crossed an evaluation point (the
+        last chunk's is the final evaluation, which the caller makes)."""
+        steps_after = iterations_after * self.steps_per_iteration
+        if last or not evaluation_due(
+            iterations_before * self.steps_per_iteration, steps_after, self.eval_every
+        ):
+            return
+        started = time.perf_counter()
+        seeds = jax.tree.leaves(state)[0].shape[0]
+        keys = periodic_evaluation_keys(self.run_key, seeds, iterations_after)
+        returns = evaluate_with_keys(self.agent, state, keys, self.episodes)
+        self.writer.write_evaluation(evaluation_chunk(steps_after, returns))
+        self.seconds += time.perf_counter() - started
+
+
+def _train_in_chunks(
+    agent, plan, init_fn, init_args, writer: RunWriter, sync, history, *, progress,
+    checkpoint_every_seconds, periodic=None,
+):
+    """Restores (on resume) or initialises the states, compiles, and runs the
+    chunks still to run, writing through ``writer``; ``(state, compiled run,
+    iterations done before, seconds in chunks)``. A divergence is recorded in
+    summary.json before :class:`TrainingDiverged` propagates."""
+    steps_per_iteration = agent.env_steps_per_step
+    seeds = len(init_args[0])  # one key per seed
+    abstract_state = jax.eval_shape(init_fn, *init_args)
+    # Restoring compiles nothing, so a damaged run is reported before any compile.
+    start_iteration, restored_state = (
+        writer.restore_latest(abstract_state) if writer.resume else (0, None)
+    )
+    try:
+        remaining_chunks = plan.chunks_after(start_iteration)
+    except ValueError as e:
+        raise rundir.RunDirError(f"cannot resume {writer.path}: {e}") from None
+    compiled = compile_run(
+        agent, plan, init_fn, init_args, abstract_state, need_init=start_iteration == 0
+    )
+    writer.start()
+    writer.show_progress(
+        plan.iterations * steps_per_iteration,
+        start_iteration * steps_per_iteration,
+        seeds,
+        progress,
+    )
+    try:
+        state = restored_state if start_iteration else compiled.init(*init_args)
+        resume_env_steps = start_iteration * steps_per_iteration if writer.resume else None
+        writer.open_metrics(compiled.metric_names, seeds, resume_env_steps)
+        if periodic is not None:
+            writer.open_evaluations(seeds, resume_env_steps)
+        state, train_seconds = _run_chunks(
+            sync.watched(compiled.chunk), state, plan, remaining_chunks, steps_per_iteration,
+            writer, checkpoint_every_seconds, history, sync=sync, periodic=periodic,
+        )
+    except TrainingDiverged as e:
+        writer.write_summary(_failure_summary(writer.run_config, plan, compiled, history, e))
+        raise
+    return state, compiled, start_iteration, train_seconds
+
+
+def _completed_summary(
+    run_config, plan, compiled, eval_returns, train_seconds, *, eval_seconds, resumed_from
+) -> dict[str, Any]:
+    """summary.json of a run that ran to its end."""
+    seeds = run_config["seeds"]
+    env_steps = plan.iterations * run_config["env_steps_per_step"]
+    iterations_run = plan.iterations - (resumed_from or 0)
+    steps_run = iterations_run * run_config["env_steps_per_step"] * seeds
+    return {
+        "algorithm": run_config["algorithm"],
+        "env_id": run_config["env_id"],
+        "seeds": seeds,
+        **eval_summary(eval_returns),
+        "env_steps": env_steps,
+        "total_env_steps": env_steps * seeds,
+        "iterations": plan.iterations,
+        "env_steps_per_second": steps_run / train_seconds if train_seconds > 0 else None,
+        "compile_seconds": compiled.seconds,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "resumed_from_iteration": resumed_from,
+        "status": "completed",
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,35 +450,20 @@ def compile_run(agent, plan, init_fn, init_args, abstract_state, need_init: bool
     )
 
 
-def _restore_for_resume(out_dir: Path, abstract_state) -> tuple[int, Any]:
-    """``(iterations done, state)`` of the newest intact checkpoint of the run
-    in ``out_dir`` (``(0, None)`` when it has none); damaged newer ones are
-    reported and set aside so the resumed run can save their iterations again."""
-    checkpoints = out_dir / rundir.CHECKPOINTS
-    if not checkpoints.is_dir():  # a Checkpointer would create it
-        return 0, None
-    with Checkpointer(checkpoints) as checkpointer:
-        restored = checkpointer.restore_latest_intact(abstract_state, set_aside_damaged=True)
-    return restored if restored is not None else (0, None)
-
-
-def _write_failure_summary(out_dir, run_config, seeds, plan, compiled, history, error) -> None:
+def _failure_summary(run_config, plan, compiled, history, error) -> dict[str, Any]:
     """summary.json of a run stopped by :class:`TrainingDiverged`."""
     done = [int(c.env_steps[-1]) for c in history]
-    rundir.write_json(
-        out_dir / rundir.SUMMARY,
-        {
-            "algorithm": run_config["algorithm"],
-            "env_id": run_config["env_id"],
-            "seeds": seeds,
-            "env_steps": done[-1] if done else 0,
-            "iterations": plan.iterations,
-            "compile_seconds": compiled.seconds,
-            "status": "diverged",
-            "failure": {k: v for k, v in error.failure.items() if k != "row"},
-            "error": str(error),
-        },
-    )
+    return {
+        "algorithm": run_config["algorithm"],
+        "env_id": run_config["env_id"],
+        "seeds": run_config["seeds"],
+        "env_steps": done[-1] if done else 0,
+        "iterations": plan.iterations,
+        "compile_seconds": compiled.seconds,
+        "status": "diverged",
+        "failure": {k: v for k, v in error.failure.items() if k != "row"},
+        "error": str(error),
+    }
 
 
 def _run_chunks(
@@ -423,21 +472,18 @@ def _run_chunks(
     plan,
     chunk_indices,
     steps_per_iteration,
-    sinks,
-    checkpointer,
+    writer: RunWriter,
     checkpoint_every_seconds,
-    bar,
     history: list[MetricsChunk],
-    start_iteration: int = 0,
     *,
     sync: preemption.RunSync,
+    periodic: PeriodicEvaluation | None = None,
 ):
     """Runs the chunks; between them writes metrics, updates the bar, checkpoints.
     Appends the metrics of each chunk to ``history``; returns the final state and
     the seconds spent running chunks. Raises :class:`TrainingDiverged` at the first
     non-finite metric, after writing the rows up to it and before checkpointing."""
     train_seconds = 0.0
-    last_saved = start_iteration
     last_checkpoint = time.monotonic()
     for chunk_index in chunk_indices:
         iteration = chunk_index * plan.chunk_iterations
@@ -448,32 +494,39 @@ def _run_chunks(
         seconds = time.perf_counter() - started
         train_seconds += seconds
 
-        metrics = {
-            name: _per_seed(values[:active]) for name, values in jax.device_get(metrics).items()
-        }
-        env_steps = (iteration + 1 + np.arange(active)) * steps_per_iteration
-        chunk = MetricsChunk(env_steps=env_steps, metrics=metrics)
+        chunk = _host_chunk(metrics, iteration, active, steps_per_iteration)
         failure = first_non_finite(chunk)
         if failure is not None:
             chunk = _first_rows(chunk, failure["row"] + 1)
         history.append(chunk)
         # Rows first, checkpoint second: a kill in between leaves rows past the
         # checkpoint, which resume drops; never a gap.
-        for sink in sinks:
-            sink.write(chunk)
+        writer.write_metrics(chunk)
         if failure is not None:
-            raise TrainingDiverged(failure, checkpointer and checkpointer.directory, last_saved)
-        bar.update(active * steps_per_iteration, seconds, metrics)
+            raise TrainingDiverged(failure, writer.path, writer.last_saved)
+        writer.advance(active * steps_per_iteration, seconds, chunk.metrics)
         is_last = chunk_index == plan.num_chunks - 1
+        # Evaluated before the checkpoint, so a resume never repeats a point.
+        if periodic is not None:
+            periodic.after_chunk(state, iteration, iteration + active, is_last)
         due = time.monotonic() - last_checkpoint >= checkpoint_every_seconds
         boundary = sync.at_boundary(chunk_index, due)  # the same on every process
-        if checkpointer is not None and (is_last or boundary.checkpoint):
-            checkpointer.save(iteration + active, state)
-            last_saved = iteration + active
+        if writer.path is not None and (is_last or boundary.checkpoint):
+            writer.checkpoint(iteration + active, state)
             last_checkpoint = time.monotonic()
         if boundary.stop is not None:
-            raise preemption.Preempted(boundary.stop, iteration + active, checkpointer is not None)
+            raise preemption.Preempted(boundary.stop, iteration + active, writer.path is not None)
     return state, train_seconds
+
+
+def _host_chunk(metrics, iteration: int, active: int, steps_per_iteration: int) -> MetricsChunk:
+    """The first ``active`` iterations' metrics of a chunk that started at
+    ``iteration``, as ``[active, seeds]`` host arrays with their env steps."""
+    metrics = {
+        name: _per_seed(values[:active]) for name, values in jax.device_get(metrics).items()
+    }
+    env_steps = (iteration + 1 + np.arange(active)) * steps_per_iteration
+    return MetricsChunk(env_steps=env_steps, metrics=metrics)
 
 
 def _first_rows(chunk: MetricsChunk, n: int) -> MetricsChunk:
@@ -501,6 +554,8 @@ def describe_run(
     hparams: Any = None,
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    *,
+    eval_every: int | None = None,
 ) -> dict[str, Any]:
     """The config.json contents: everything needed to rebuild the agent and
     repeat or continue the run."""
@@ -521,6 +576,7 @@ def describe_run(
         "key": key_to_json(key),
         "hparams": _hparams_to_json(hparams),
         "eval_episodes": eval_episodes,
+        "eval_every": eval_every,
         "versions": {"jaxrl": jaxrl.__version__, "jax": jax.__version__},
     }
 
@@ -548,6 +604,8 @@ def check_run_arguments(
     resume=False,
     force=False,
     hparams=None,
+    *,
+    eval_every=None,
 ) -> None:
     """ValueError naming the first argument of :func:`train` that is not allowed."""
     if not (isinstance(checkpoint_every_seconds, (int, float)) and 0 <= checkpoint_every_seconds < float("inf")):
@@ -559,8 +617,9 @@ def check_run_arguments(
         ("seeds", seeds, 1, MAX_SEEDS),
         ("eval_episodes", eval_episodes, 0, MAX_EVAL_EPISODES),
         ("chunk_iterations", chunk_iterations, 1, MAX_INT),
+        ("eval_every", eval_every, 1, MAX_TOTAL_STEPS),
     ):
-        if name == "chunk_iterations" and value is None:
+        if name in ("chunk_iterations", "eval_every") and value is None:
             continue
         if (
             not isinstance(value, (int, np.integer))
@@ -568,6 +627,11 @@ def check_run_arguments(
             or not least <= value <= most
         ):
             raise ValueError(f"{name} must be an integer in [{least}, {most}], got {value!r}")
+    if eval_every is not None and eval_episodes == 0:
+        raise ValueError(
+            f"eval_every={eval_every} needs eval_episodes >= 1, got eval_episodes=0 "
+            "(eval_every=None switches periodic evaluation off)"
+        )
     iterations = plan_chunks(total_steps, agent.env_steps_per_step).iterations
     if iterations > MAX_INT:
         raise ValueError(
@@ -581,7 +645,4 @@ def check_run_arguments(
                 f"hparams{jax.tree_util.keystr(path)}={np.asarray(leaf).tolist()!r} is invalid: "
                 "expected finite numbers"
             )
-    if resume and force:
-        raise ValueError(
-            "resume and force contradict each other: resume continues a run, force replaces it"
-        )
+    rundir.check_mode(resume=resume, force=force)

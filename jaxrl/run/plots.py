@@ -1,4 +1,4 @@
-"""Learning-curve plots from ``metrics.csv`` (matplotlib, no display needed)."""
+"""Learning-curve plots from ``metrics.csv`` and ``eval.csv`` (matplotlib, no display needed)."""
 
 from __future__ import annotations
 
@@ -53,17 +53,23 @@ def plot_curves(
     out_png: str | os.PathLike,
     title: str | None = None,
     window: int | None = None,
+    evaluations: str | os.PathLike | Mapping[str, Sequence] | None = None,
 ) -> Path:
     """Plots smoothed ``episode_return`` against ``env_steps``: the mean over
     seeds with a min-max band. ``source`` is a metrics.csv path or its columns
-    (name -> values, as :func:`jaxrl.run.sinks.read_csv` returns)."""
+    (name -> values, as :func:`jaxrl.run.sinks.read_csv` returns);
+    ``evaluations``, an eval.csv path or its columns, adds the evaluation
+    returns (mean over seeds, with their min-max band)."""
     # A bare Figure renders with Agg and touches no pyplot state, so plotting
     # works headless and never switches the backend of a notebook.
     from matplotlib.figure import Figure
 
     from jaxrl.run.sinks import read_csv
 
-    columns = read_csv(source) if isinstance(source, (str, os.PathLike)) else source
+    def columns_of(data):
+        return read_csv(data) if isinstance(data, (str, os.PathLike)) else data
+
+    columns = columns_of(source)
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     ax = fig.subplots()
     if len(columns["env_steps"]):
@@ -75,10 +81,14 @@ def plot_curves(
             low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
         if len(curves) > 1:
             ax.fill_between(steps, low, high, alpha=0.25, linewidth=0, label="min-max over seeds")
-        ax.plot(steps, mean, linewidth=1.5, label=f"mean of {len(curves)} seed(s)")
+        ax.plot(steps, mean, linewidth=1.5, label=f"training: mean of {len(curves)} seed(s)")
+    evaluations = None if evaluations is None else columns_of(evaluations)
+    if evaluations is not None and len(evaluations["env_steps"]):
+        _plot_evaluations(ax, evaluations)
+    if ax.lines:
         ax.legend(loc="lower right", fontsize="small")
     ax.set_xlabel("environment steps (per seed)")
-    ax.set_ylabel("episode return (smoothed)")
+    ax.set_ylabel("episode return (training: smoothed)")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -86,3 +96,18 @@ def plot_curves(
     out_png = Path(out_png)
     fig.savefig(out_png, format="png")
     return out_png
+
+
+def _plot_evaluations(ax, columns: Mapping[str, Sequence]) -> None:
+    """Evaluation returns per point: the mean over seeds, with a min-max band."""
+    env_steps = np.asarray(columns["env_steps"])
+    returns = np.asarray(columns["eval_return"], dtype=np.float64)
+    steps = np.unique(env_steps)
+    per_point = [returns[env_steps == s] for s in steps]
+    if max(len(r) for r in per_point) > 1:
+        ax.fill_between(
+            steps, [r.min() for r in per_point], [r.max() for r in per_point],
+            alpha=0.2, linewidth=0, color="C1",
+        )
+    ax.plot(steps, [r.mean() for r in per_point], "o-", color="C1", markersize=3,
+            linewidth=1.2, label="evaluation: mean of seeds")

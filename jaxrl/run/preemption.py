@@ -271,9 +271,9 @@ def _exit_now(message: str, status: int) -> None:
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     if "jax" in sys.modules:
-        from jaxrl.distributed import multihost
+        from jaxrl.run import coordination
 
-        multihost.announce_exit(message)
+        coordination.announce_exit(message)
     os._exit(status)
 
 
@@ -290,16 +290,16 @@ class RunSync:
     def __init__(self, identity: dict[str, Any]):
         import jax
 
-        from jaxrl.distributed import multihost
+        from jaxrl.run import coordination
 
-        self._multihost = multihost
-        self.multiprocess = multihost.is_multiprocess()
+        self._coordination = coordination
+        self.multiprocess = coordination.is_multiprocess()
         self.process = jax.process_index()
         self._key = f"run{next(RunSync._runs)}"
         self._slowest_chunk = 0.0
         self._previous_boundary: int | None = None
         if self.multiprocess:
-            multihost.check_same_run(identity, f"{self._key}/identity")
+            coordination.check_same_run(identity, f"{self._key}/identity")
 
     @classmethod
     def start(
@@ -327,7 +327,7 @@ class RunSync:
         def run(*args):
             bound = None
             if self._slowest_chunk:
-                bound = max(self._multihost.peer_timeout(), STUCK_FACTOR * self._slowest_chunk)
+                bound = max(self._coordination.peer_timeout(), STUCK_FACTOR * self._slowest_chunk)
             started = time.monotonic()
             message = (
                 f"jaxrl: error: process {self.process} waited more than {bound:g} s in a chunk "
@@ -345,7 +345,7 @@ class RunSync:
     def at_boundary(self, chunk_index: int, checkpoint_due: bool) -> Boundary:
         """The decision of every process at the end of chunk ``chunk_index``:
         stop if any process was asked to; checkpoint when process 0's clock
-        says so. Raises :class:`~jaxrl.distributed.multihost.PeerWaitError`
+        says so. Raises :class:`~jaxrl.run.coordination.PeerWaitError`
         when the others do not arrive within the peer timeout."""
         mine = stop_reason()
         if not self.multiprocess:
@@ -357,16 +357,16 @@ class RunSync:
         return decision
 
     def _agree(self, chunk_index: int, mine: str | None, checkpoint_due: bool) -> Boundary:
-        multihost = self._multihost
-        values = multihost.exchange(
+        coordination = self._coordination
+        values = coordination.exchange(
             f"{self._key}/boundary/{chunk_index}",
             json.dumps({"stop": mine, "checkpoint": bool(checkpoint_due)}),
-            timeout=multihost.peer_timeout(),
+            timeout=coordination.peer_timeout(),
             what=f"the other processes at the end of chunk {chunk_index}",
         )
         if self.process == 0 and self._previous_boundary is not None:
             # Everyone has read it: each published this boundary after reading that one.
-            multihost.forget(f"{self._key}/boundary/{self._previous_boundary}")
+            coordination.forget(f"{self._key}/boundary/{self._previous_boundary}")
         self._previous_boundary = chunk_index
         decoded = [json.loads(v) for v in values]
         stops = [f"{d['stop']} on process {i}" for i, d in enumerate(decoded) if d["stop"]]

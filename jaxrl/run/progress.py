@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -19,11 +21,20 @@ def recent_return(metrics: dict[str, np.ndarray]) -> float | None:
 
 
 class Progress:
-    """A tqdm bar over one seed's env steps (all seeds advance together)."""
+    """A tqdm bar over one seed's env steps (all seeds advance together).
+    ``extra`` names metrics whose latest mean is shown beside the return."""
 
-    def __init__(self, total_env_steps: int, initial_env_steps: int, seeds: int, enabled: bool):
+    def __init__(
+        self,
+        total_env_steps: int,
+        initial_env_steps: int,
+        seeds: int,
+        enabled: bool,
+        extra: Sequence[str] = (),
+    ):
         self._bar = None
         self._seeds = seeds
+        self._extra = tuple(extra)
         self._last_return: float | None = None
         if enabled:
             from tqdm.auto import tqdm
@@ -47,6 +58,9 @@ class Progress:
         postfix = {"steps/s": f"{env_steps * self._seeds / max(seconds, 1e-9):.3g}"}
         if self._last_return is not None:
             postfix["return"] = f"{self._last_return:.4g}"
+        for name in self._extra:
+            if name in metrics:
+                postfix[name] = f"{float(np.mean(metrics[name][-1])):.3g}"
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(env_steps)
 

@@ -4,10 +4,12 @@
 
     <run>/config.json     everything needed to rebuild the agent and continue the run
     <run>/metrics.csv     a row per iteration per seed
+    <run>/eval.csv        a row per evaluation per seed (with eval_every)
     <run>/summary.json    final evaluation and timings
     <run>/curve.png       learning curve
     <run>/checkpoints/    orbax checkpoints, named by iterations done (last 2 kept)
     <run>/eval.json       written by ``jaxrl eval``
+    <run>/tracking.json   the W&B / MLflow run ids a resumed run logs to again
 
 A directory that holds a ``config.json`` is a run. It is never written over
 unless asked (``force``) or continued (``resume``), and every check happens
@@ -29,9 +31,11 @@ SUMMARY = "summary.json"
 CURVE = "curve.png"
 CHECKPOINTS = "checkpoints"
 EVAL = "eval.json"
+EVAL_CSV = "eval.csv"
+TRACKING = "tracking.json"
 
 # What ``force`` removes: the files a run writes, nothing a user put beside them.
-_RUN_FILES = (CONFIG, METRICS_CSV, METRICS_JSONL, SUMMARY, CURVE, EVAL)
+_RUN_FILES = (CONFIG, METRICS_CSV, METRICS_JSONL, SUMMARY, CURVE, EVAL, EVAL_CSV, TRACKING)
 
 # Fields of config.json that define the computation. Resuming with any of them
 # changed would silently splice two different runs together.
@@ -59,11 +63,13 @@ def is_run(path: str | os.PathLike) -> bool:
 
 
 def out_path(value: str | os.PathLike) -> Path:
-    """``value`` as a run-directory path; RunDirError for an empty one, which
-    would otherwise mean the current directory."""
+    """``value`` as a run-directory path, with ``..`` collapsed; RunDirError for
+    an empty one, which would otherwise mean the current directory. Collapsed
+    before any check: ``parent/new/..`` names ``parent`` once ``new`` exists,
+    so checking it as a new directory would let a run write into ``parent``."""
     if value is None or not str(value).strip():
         raise RunDirError(f"--out (out_dir) must name a directory, got {str(value)!r}")
-    return Path(value)
+    return Path(os.path.normpath(value))
 
 
 def check_new_run(path: str | os.PathLike, *, force: bool) -> None:
@@ -164,20 +170,79 @@ _CONFIG_FIELD_TYPES = (
 )
 
 
+def check_mode(*, resume: bool, force: bool, flags: bool = False) -> None:
+    """ValueError when a run is asked both to continue and to be replaced
+    (named as the command line's flags with ``flags``)."""
+    if resume and force:
+        dash = "--" if flags else ""
+        raise ValueError(
+            f"{dash}resume and {dash}force contradict each other: resume continues a run, "
+            "force replaces it"
+        )
+
+
+def check_request(
+    path: str | os.PathLike,
+    requested: dict[str, Any],
+    *,
+    resume: bool,
+    force: bool,
+    partial: bool = False,
+    names: dict[str, str] | None = None,
+) -> None:
+    """The rules for using ``path`` as a run directory, in one place: a new run
+    never writes over a run without ``force`` (:func:`check_new_run`); a
+    resumed run continues the saved one only if ``requested`` matches it
+    (:func:`resume_conflicts`): a whole config.json, or with ``partial`` just
+    the fields a user gave. Raises RunDirError (a ValueError) otherwise,
+    before anything is written."""
+    check_mode(resume=resume, force=force)
+    if not resume:
+        check_new_run(path, force=force)
+        return
+    conflicts = resume_conflicts(load_config(path), requested, partial=partial, names=names)
+    if conflicts:
+        raise RunDirError(f"cannot resume {path} with different settings: {'; '.join(conflicts)}")
+
+
+def resume_conflicts(
+    saved: dict[str, Any],
+    requested: dict[str, Any],
+    *,
+    partial: bool = False,
+    names: dict[str, str] | None = None,
+) -> list[str]:
+    """``name=value (saved X)`` for each identity field of ``requested`` that
+    differs from ``saved``. ``agent_config`` is compared setting by setting,
+    so a user who set only ``num_envs`` is told about ``num_envs``. With
+    ``partial`` a field (or setting) that is None or absent was not given;
+    otherwise ``requested`` is a whole config. ``names`` spells a field as the
+    caller knows it (the CLI's ``seed=0`` for the run's ``key``)."""
+    names = names or {}
+    fields = [n for n in requested if n in IDENTITY_FIELDS] if partial else IDENTITY_FIELDS
+    conflicts = []
+    for name in fields:
+        value, before = requested.get(name), saved.get(name)
+        if (partial and value is None) or _jsonable(value) == _jsonable(before):
+            continue
+        if name == "key":
+            conflicts.append(f"{names.get(name, name)} (the saved run used another key)")
+        elif name == "agent_config" and isinstance(value, dict) and isinstance(before, dict):
+            settings = value if partial else {**before, **value}
+            conflicts += [
+                f"{setting}={value.get(setting)!r} (saved {before.get(setting)!r})"
+                for setting in settings
+                if _jsonable(value.get(setting)) != _jsonable(before.get(setting))
+            ]
+        else:
+            conflicts.append(f"{names.get(name, name)}={value!r} (saved {before!r})")
+    return conflicts
+
+
 def check_resumable(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:
     """Returns the saved config if ``config`` describes the same run, else raises RunDirError."""
-    saved = load_config(path)
-    differing = [
-        name
-        for name in IDENTITY_FIELDS
-        if _jsonable(saved.get(name)) != _jsonable(config.get(name))
-    ]
-    if differing:
-        details = "; ".join(
-            f"{name}: saved {saved.get(name)!r}, now {config.get(name)!r}" for name in differing
-        )
-        raise RunDirError(f"cannot resume {path}: the run differs from the saved one ({details})")
-    return saved
+    check_request(path, config, resume=True, force=False)
+    return load_config(path)
 
 
 def start_new_run(path: str | os.PathLike, config: dict[str, Any], *, force: bool) -> Path:
@@ -234,3 +299,14 @@ def read_json(path: str | os.PathLike) -> Any:
 def _jsonable(value: Any) -> Any:
     # Tuples in a fresh config become lists once saved; compare what JSON keeps.
     return json.loads(json.dumps(value))
+
+
+def read_tracking(path: str | os.PathLike) -> dict[str, Any]:
+    """tracking.json of the run in ``path``: service -> the id of its tracked run ({} if none)."""
+    file = Path(path) / TRACKING
+    return read_json(file) if file.exists() else {}
+
+
+def record_tracking(path: str | os.PathLike, service: str, value: Any) -> None:
+    """Stores ``value`` (the tracked run's id) for ``service`` in tracking.json."""
+    write_json(Path(path) / TRACKING, {**read_tracking(path), service: value})

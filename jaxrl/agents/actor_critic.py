@@ -1,0 +1,193 @@
+"""The actor-critic pieces PPO and IMPALA (and so A2C) share: the network
+built from a config's ``hidden_sizes``/``activation``/``torso``, the action
+distribution of its policy output, acting, deterministic evaluation, the
+linearly annealed learning rate, the per-iteration episode metrics, and the
+static spec an on-policy agent's functions are bound to.
+
+Everything here is a module-level pure function over static specs: a
+:class:`Spec` (the flax module, the action space, the env actions are taken
+in) and an agent's :class:`OnPolicySpec` around it::
+
+    ac = actor_critic.build(env, env_params, config)
+    params = actor_critic.init_params(ac, key)
+    action = actor_critic.network_action(ac, params, obs, key)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl import envs, ops
+from jaxrl.agents import base
+from jaxrl.agents.base import Agent
+from jaxrl.networks import ActorCritic
+
+ACTION_SPACES = ("discrete", "continuous")
+
+
+def static_field() -> Any:
+    """A spec's field: part of the pytree's static structure, never a leaf."""
+    return struct.field(pytree_node=False)
+
+
+class Spec(struct.PyTreeNode):
+    """Static description of an actor-critic for one environment.
+
+    Attributes:
+      network: the flax module; ``apply(params, obs) -> (policy_out, value)``.
+      discrete: categorical policy (else a diagonal Gaussian in [-1, 1]).
+      action_dim: number of actions, or the size of a continuous action.
+      obs_shape: one observation's shape.
+      act_env: the env actions are taken in (:class:`jaxrl.envs.RescaleAction`
+        around a continuous one, so log-probs stay those of the sampled action).
+      env_params: the env's parameters (for evaluation).
+    """
+
+    network: ActorCritic = static_field()
+    discrete: bool = static_field()
+    action_dim: int = static_field()
+    obs_shape: tuple[int, ...] = static_field()
+    act_env: Any = static_field()
+    env_params: Any = static_field()
+
+    @property
+    def distribution_class(self) -> type:
+        return ops.Categorical if self.discrete else ops.DiagGaussian
+
+
+def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
+    """``"auto"`` picks the MinAtar CNN for image (H, W, C) observations, else an MLP."""
+    if torso == "auto":
+        return "minatar_cnn" if len(obs_shape) == 3 else "mlp"
+    return torso
+
+
+def build(env, env_params, config) -> Spec:
+    """The actor-critic for ``env`` from ``config.hidden_sizes``,
+    ``config.activation`` and ``config.torso``."""
+    discrete = envs.action_space_kind(env, env_params) == "discrete"
+    obs_shape = tuple(envs.observation_shape(env, env_params))
+    action_space = env.action_space(env_params)
+    action_dim = action_space.n if discrete else int(jnp.prod(jnp.array(action_space.shape)))
+    network = ActorCritic(
+        action_dim=action_dim,
+        discrete=discrete,
+        hidden_sizes=tuple(config.hidden_sizes),
+        activation=config.activation,
+        torso=resolve_torso(config.torso, obs_shape),
+        obs_ndim=len(obs_shape),
+    )
+    act_env = env if discrete else envs.RescaleAction(env)
+    return Spec(network=network, discrete=discrete, action_dim=action_dim, obs_shape=obs_shape,
+                act_env=act_env, env_params=env_params)
+
+
+def init_params(ac: Spec, key: jax.Array) -> Any:
+    """Fresh network parameters."""
+    return ac.network.init(key, jnp.zeros(ac.obs_shape, jnp.float32))
+
+
+def distribution(ac: Spec, policy_out: Any) -> ops.Categorical | ops.DiagGaussian:
+    """The action distribution of a policy output: logits, or ``(mean, log_std)``."""
+    return ops.Categorical(policy_out) if ac.discrete else ops.DiagGaussian(*policy_out)
+
+
+def policy_distribution(ac: Spec, params: Any, obs: jax.Array):
+    """π(·|obs) under network ``params``."""
+    return distribution(ac, ac.network.apply(params, obs)[0])
+
+
+def values(ac: Spec, params: Any, obs: jax.Array) -> jax.Array:
+    """V(obs) under network ``params``."""
+    return ac.network.apply(params, obs)[1]
+
+
+def network_action(ac: Spec, params: Any, obs: jax.Array, key: jax.Array,
+                   deterministic: bool = False) -> jax.Array:
+    """The policy's mode (``deterministic``) or a sample, from network ``params``."""
+    dist = policy_distribution(ac, params, obs)
+    return dist.mode() if deterministic else dist.sample(key)
+
+
+def policy_params(state: Any) -> dict[str, Any]:
+    """What :func:`act` needs from an agent state with ``params`` and
+    ``env_state``: the network and the observation-normalisation statistics
+    (None without :class:`jaxrl.envs.NormalizeObservation`)."""
+    return {"network": state.params, "obs_norm": envs.obs_norm_stats(state.env_state)}
+
+
+class OnPolicySpec(struct.PyTreeNode):
+    """What an on-policy agent's run holds fixed: its config, the
+    actor-critic, the batched training env and the optimiser."""
+
+    config: Any = static_field()
+    ac: Spec = static_field()
+    train_env: Any = static_field()
+    optimizer: Any = static_field()
+
+    @property
+    def batch_size(self) -> int:
+        """Environment steps per iteration."""
+        return self.config.num_envs * self.config.rollout_len
+
+    @property
+    def total_iterations(self) -> int:
+        """Iterations the learning-rate schedule spans."""
+        return max(1, -(-self.config.total_steps // self.batch_size))
+
+
+def act(spec: OnPolicySpec, params: dict[str, Any], obs: jax.Array, key: jax.Array,
+        deterministic: bool = False) -> jax.Array:
+    """Action for ``agent.env``-shaped observations (continuous actions are
+    in [-1, 1], which :class:`jaxrl.envs.RescaleAction` maps to the env's
+    bounds), from :func:`policy_params`. One observation or a batch."""
+    if params["obs_norm"] is not None:
+        obs = envs.normalize_obs(params["obs_norm"], obs)
+    return network_action(spec.ac, params["network"], obs, key, deterministic)
+
+
+def evaluate(spec: OnPolicySpec, state: Any, key: jax.Array, num_episodes: int) -> jax.Array:
+    """Undiscounted returns of ``num_episodes`` episodes of the deterministic policy."""
+    params = policy_params(state)
+    policy = lambda obs, k: act(spec, params, obs, k, deterministic=True)
+    return envs.episode_returns(spec.ac.act_env, spec.ac.env_params, policy, key,
+                                num_episodes).returns
+
+
+def annealed_learning_rate(learning_rate: jax.Array, iteration: jax.Array,
+                           total_iterations: int, anneal: bool) -> jax.Array:
+    """``learning_rate`` decayed linearly to zero over ``total_iterations``
+    (unchanged when not ``anneal``)."""
+    if not anneal:
+        return learning_rate
+    progress = jnp.asarray(iteration, jnp.float32) / total_iterations
+    return learning_rate * jnp.maximum(1.0 - progress, 0.0)
+
+
+def episode_metrics(episode_return: jax.Array, episode_done: jax.Array) -> dict[str, jax.Array]:
+    """Mean return of the episodes that ended in a rollout (0 if none) and their count."""
+    done = episode_done.astype(jnp.float32)
+    episodes = done.sum()
+    mean_return = jnp.where(
+        episodes > 0, (episode_return * done).sum() / jnp.maximum(episodes, 1.0), 0.0
+    )
+    return {"episode_return": mean_return, "episodes_completed": episodes}
+
+
+def explained_variance(values: jax.Array, targets: jax.Array) -> jax.Array:
+    """1 − Var[targets − values] / Var[targets]: 1 for a perfect critic, 0 for
+    a constant one."""
+    return 1.0 - jnp.var(targets - values) / (jnp.var(targets) + 1e-8)
+
+
+def bind_agent(name: str, spec: OnPolicySpec, env, env_params, *, init: Callable,
+               step: Callable) -> Agent:
+    """The :class:`Agent` of an on-policy module's ``init(spec, ...)`` and
+    ``step(spec, ...)``, with this module's acting and evaluation, bound to ``spec``."""
+    return base.bind(name, spec, env, env_params, init=init, step=step, act=act,
+                     evaluate=evaluate, policy_params=policy_params,
+                     env_steps_per_step=spec.batch_size)

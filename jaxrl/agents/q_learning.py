@@ -1,0 +1,217 @@
+"""The Q-learning update that DQN and h-DQN's two learners share.
+
+A :class:`Learner` (online and target parameters, optimiser state, update
+count) takes one gradient step on a replayed minibatch of
+:class:`replay.Transition`: the Huber loss of Q(s, a) against
+
+    DQN:         y = r + Γ · max_a' Q'(s', a')
+    Double DQN:  y = r + Γ · Q'(s', argmax_a' Q(s', a'))
+
+then a clipped Adam step, then the target update: a hard copy every
+``target_update_period`` updates or θ' ← τθ + (1 − τ)θ' after every one.
+What is static (network, optimiser, switches, sizes) is a :class:`QSpec`;
+the numbers (learning rate, τ, Huber δ, gradient bound) are read from the
+agent's ``hparams`` at every update, so a value changed in the state
+applies at once. Exploration is ε-greedy on linear ε schedules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import ops, replay
+from jaxrl.agents.fields import TARGET_UPDATES  # noqa: F401  (public name of this module)
+from jaxrl.agents.off_policy import soft_update
+from jaxrl.networks import ACTIVATIONS
+from jaxrl.ops.counters import StepCounter
+
+
+class QNetwork(nn.Module):
+    """Q(s, ·): an MLP over the flattened input with one output per action."""
+
+    num_actions: int
+    hidden_sizes: Sequence[int] = (120, 84)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for size in self.hidden_sizes:
+            x = act(nn.Dense(size)(x))
+        return nn.Dense(self.num_actions)(x)
+
+
+# --------------------------------------------------------------------------- targets and loss
+
+
+def q_learning_targets(
+    reward: jax.Array,
+    discount: jax.Array,
+    next_q_target: jax.Array,
+    next_q_online: jax.Array,
+    double: bool,
+) -> jax.Array:
+    """One-step Q-learning targets ``[N]`` from ``[N]`` rewards and discounts Γ
+    and ``[N, A]`` action values at s'.
+
+        double=False:  y = r + Γ · max_a Q'(s', a)                    (DQN)
+        double=True:   y = r + Γ · Q'(s', argmax_a Q(s', a))          (Double DQN)
+
+    Double DQN picks the action with the online network and evaluates it with
+    the target network, which removes the max operator's upward bias.
+    """
+    chex.assert_rank([reward, discount, next_q_target, next_q_online], [1, 1, 2, 2])
+    chex.assert_equal_shape([next_q_target, next_q_online])
+    if double:
+        best = jnp.argmax(next_q_online, axis=-1)
+        next_value = jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
+    else:
+        next_value = jnp.max(next_q_target, axis=-1)
+    return jax.lax.stop_gradient(reward + discount * next_value)
+
+
+def q_loss(params, target_params, apply_fn, batch: replay.Transition, hp, double: bool):
+    """Huber loss (δ = ``hp.huber_delta``) of Q(s, a) against the
+    (Double-)DQN targets; and ``{"loss", "q_mean"}``."""
+    q = apply_fn(params, batch.obs)
+    q_taken = jnp.take_along_axis(q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+    next_q_target = apply_fn(target_params, batch.next_obs)
+    next_q_online = apply_fn(params, batch.next_obs)
+    targets = q_learning_targets(batch.reward, batch.discount, next_q_target, next_q_online, double)
+    loss = ops.huber_loss(q_taken, targets, hp.huber_delta)
+    return loss, {"loss": loss, "q_mean": q_taken.mean()}
+
+
+# --------------------------------------------------------------------------- exploration
+
+
+def linear_epsilon(env_steps: StepCounter | jax.Array, start, end, decay_steps) -> jax.Array:
+    """ε falling linearly from ``start`` to ``end`` over ``decay_steps`` env steps, then ``end``."""
+    if isinstance(env_steps, StepCounter):
+        progress = env_steps.fraction_of(decay_steps)
+    else:
+        progress = jnp.clip(env_steps.astype(jnp.float32) / jnp.maximum(decay_steps, 1.0), 0.0, 1.0)
+    return start + progress * (end - start)
+
+
+def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """Per row of ``q_values [..., A]``: a uniform action with probability ε
+    (broadcast against the batch), else the greedy one."""
+    k_explore, k_random = jax.random.split(key)
+    batch_shape = q_values.shape[:-1]
+    explore = jax.random.uniform(k_explore, batch_shape) < epsilon
+    random_action = jax.random.randint(k_random, batch_shape, 0, q_values.shape[-1])
+    return jnp.where(explore, random_action, jnp.argmax(q_values, axis=-1)).astype(jnp.int32)
+
+
+# --------------------------------------------------------------------------- the learner
+
+
+@struct.dataclass
+class Learner:
+    """One Q-learner: online and target parameters, optimiser, update count."""
+
+    params: Any
+    target_params: Any
+    opt_state: optax.OptState
+    updates: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class QSpec:
+    """What is static about one Q-learner.
+
+    Attributes:
+      apply: ``apply(params, x) -> Q [..., A]`` on the buffer's inputs.
+      optimizer: an ``optax.inject_hyperparams`` optimiser (its learning
+        rate is set from ``hparams.learning_rate`` at every update).
+      double: Double-DQN targets.
+      target_update: ``"hard"`` | ``"soft"``.
+      target_update_period: updates between hard copies.
+      batch_size: minibatch size.
+      learning_starts: env steps before the first update.
+    """
+
+    apply: Callable[[Any, jax.Array], jax.Array]
+    optimizer: optax.GradientTransformation
+    double: bool
+    target_update: str
+    target_update_period: int
+    batch_size: int
+    learning_starts: int
+
+
+def new_learner(spec: QSpec, key: jax.Array, example_input: jax.Array, network: nn.Module,
+                learning_rate) -> Learner:
+    """Fresh online parameters, a target copy of them, and the optimiser state."""
+    params = network.init(key, example_input)
+    opt_state = ops.with_learning_rate(spec.optimizer.init(params), learning_rate)
+    return Learner(params=params, target_params=params, opt_state=opt_state, updates=jnp.zeros((), jnp.int32))
+
+
+def update_target(spec: QSpec, target_params, params, updates: jax.Array, tau):
+    """The target network after the ``updates``-th update: Polyak-averaged, or
+    a copy of the online one when ``updates`` is a multiple of the period."""
+    if spec.target_update == "soft":
+        return soft_update(target_params, params, tau)
+    copy = (updates % spec.target_update_period) == 0
+    return jax.tree.map(lambda t, o: jnp.where(copy, o, t), target_params, params)
+
+
+def gradient_step(spec: QSpec, learner: Learner, batch: replay.Transition, hp) -> tuple[Learner, dict]:
+    """One clipped Adam step on :func:`q_loss`, then the target update; and
+    ``{"loss", "q_mean", "grad_norm"}``."""
+    grads, stats = jax.grad(q_loss, has_aux=True)(
+        learner.params, learner.target_params, spec.apply, batch, hp, spec.double
+    )
+    grad_norm = ops.global_norm(grads)
+    grads = ops.clip_by_global_norm(grads, hp.max_grad_norm)
+    # Read every update, so a learning rate changed in the state applies at once.
+    opt_state = ops.with_learning_rate(learner.opt_state, hp.learning_rate)
+    updates, opt_state = spec.optimizer.update(grads, opt_state, learner.params)
+    params = optax.apply_updates(learner.params, updates)
+    n_updates = learner.updates + 1
+    target_params = update_target(spec, learner.target_params, params, n_updates, hp.tau)
+    learner = Learner(params=params, target_params=target_params, opt_state=opt_state, updates=n_updates)
+    return learner, {**stats, "grad_norm": grad_norm}
+
+
+def maybe_update(spec: QSpec, learner: Learner, buffer: replay.ReplayState, key: jax.Array,
+                 env_steps: StepCounter, hp) -> tuple[Learner, dict, jax.Array]:
+    """:func:`gradient_step` on a minibatch sampled with ``key`` once
+    ``learning_starts`` env steps have passed and the buffer holds a batch;
+    else the learner unchanged with zero stats. Returns the learner, the
+    stats and whether it learned."""
+    learning = env_steps.at_least(spec.learning_starts) & replay.uniform.can_sample(buffer, spec.batch_size)
+    batch = replay.uniform.sample(buffer, key, spec.batch_size)
+
+    def skip(learner, batch):
+        zero = jnp.zeros((), jnp.float32)
+        return learner, {"loss": zero, "q_mean": zero, "grad_norm": zero}
+
+    # Only the learner goes through the cond: under vmap a cond becomes a
+    # select, which would copy a buffer passed through it every update.
+    learner, stats = jax.lax.cond(
+        learning, lambda l, b: gradient_step(spec, l, b, hp), skip, learner, batch
+    )
+    return learner, stats, learning
+
+
+def rollout_then_update(state, env_step: Callable, update: Callable, rollout_len: int, updates_per_step: int):
+    """An iteration of a Q-learning agent: ``rollout_len`` env steps
+    (``env_step(state, _) -> (state, record)``), then ``updates_per_step``
+    updates (``update(state, key) -> (state, stats)``) on keys split from
+    ``state.rng``. Returns the state, the time-major records and the mean stats."""
+    state, record = jax.lax.scan(env_step, state, length=rollout_len)
+    rng, *k_updates = jax.random.split(state.rng, 1 + updates_per_step)
+    state = state.replace(rng=rng)
+    state, stats = jax.lax.scan(update, state, jnp.stack(k_updates))
+    return state, record, {k: v.mean() for k, v in stats.items()}
