@@ -57,22 +57,3 @@ def no_training(monkeypatch):
     yield compiles
     jax.monitoring.unregister_event_duration_listener(on_event)
     assert not compiles, compiles
-
-
-# pytest-xdist hands each worker whole files in collection order (--dist
-# loadfile). The files whose tests take minutes go first, so that the many
-# short files fill the other worker's time instead of one long file running
-# alone at the end.
-LONG_FILES = (
-    "test_notebooks.py",
-    "test_env_families.py",
-    "test_reward_model.py",
-    "test_distributed.py",
-    "test_ddpg.py",
-    "test_label_page_browser.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
