@@ -130,17 +130,36 @@ def resume(
     )
 
 
+def restore_latest(out_dir: str | os.PathLike, agent: Any, saved: dict[str, Any], *,
+                   purpose: str) -> tuple[int, Any]:
+    """``(iteration, states [seeds, ...])`` of the run's newest intact
+    checkpoint; RunDirError naming ``purpose`` ("evaluate", ...) when it has
+    none. Compiles nothing."""
+    import jax
+
+    from jaxrl.run.checkpoint import Checkpointer
+    from jaxrl.run.loop import make_init_fn
+
+    checkpoints = Path(out_dir) / rundir.CHECKPOINTS
+    restored = None
+    if checkpoints.is_dir():
+        keys = jax.random.split(key_from_json(saved["key"]), saved["seeds"])
+        abstract = jax.eval_shape(make_init_fn(agent, saved["seeds"]), keys, None)
+        with Checkpointer(checkpoints) as checkpointer:
+            restored = checkpointer.restore_latest_intact(abstract)
+    if restored is None:
+        raise rundir.RunDirError(f"{out_dir} has no checkpoints to {purpose}")
+    return restored
+
+
 def evaluate_run(out_dir: str | os.PathLike, episodes: int | None = None) -> dict[str, Any]:
     """Evaluates the latest checkpoint of the run in ``out_dir`` and writes eval.json.
 
     Uses the run's evaluation keys, so with the run's episode count and its
     final checkpoint the numbers equal summary.json's.
     """
-    import jax
-
-    from jaxrl.run.checkpoint import Checkpointer
     from jaxrl.run.evaluation import eval_summary, evaluate
-    from jaxrl.run.loop import MAX_EVAL_EPISODES, make_init_fn
+    from jaxrl.run.loop import MAX_EVAL_EPISODES
 
     out_dir = Path(out_dir)
     agent, saved = load_agent(out_dir)
@@ -148,16 +167,7 @@ def evaluate_run(out_dir: str | os.PathLike, episodes: int | None = None) -> dic
     if not isinstance(episodes, int) or not 1 <= episodes <= MAX_EVAL_EPISODES:
         raise ValueError(f"episodes must be an integer in [1, {MAX_EVAL_EPISODES}], got {episodes!r}")
     key = key_from_json(saved["key"])
-    checkpoints = out_dir / rundir.CHECKPOINTS
-    if not checkpoints.is_dir():
-        raise rundir.RunDirError(f"{out_dir} has no checkpoints to evaluate")
-    keys = jax.random.split(key, saved["seeds"])
-    abstract = jax.eval_shape(make_init_fn(agent, saved["seeds"]), keys, None)
-    with Checkpointer(checkpoints) as checkpointer:
-        restored = checkpointer.restore_latest_intact(abstract)
-    if restored is None:
-        raise rundir.RunDirError(f"{out_dir} has no checkpoints to evaluate")
-    iteration, state = restored
+    iteration, state = restore_latest(out_dir, agent, saved, purpose="evaluate")
     returns = evaluate(agent, state, key, episodes)
     result = {
         **eval_summary(returns),

@@ -10,16 +10,12 @@ What ``jaxrl eval --video`` records and ``jaxrl export`` writes out::
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import jax
 
 from jaxrl.agents.base import Agent
-from jaxrl.run import rundir
-from jaxrl.run.checkpoint import Checkpointer
-from jaxrl.run.config_io import key_from_json
-from jaxrl.run.experiment import load_agent
+from jaxrl.run.experiment import load_agent, restore_latest
 
 # Deterministic actions draw no randomness; the agents' ``act`` still takes a key.
 _UNUSED_KEY_SEED = 0
@@ -51,28 +47,11 @@ def check_seed(saved: dict[str, Any], seed: int, name: str = "seed") -> None:
         raise ValueError(f"{name} must be one of the run's seeds 0..{seeds - 1}, got {seed!r}")
 
 
-def restore_latest(out_dir: str | os.PathLike, agent: Agent, saved: dict[str, Any]) -> tuple[int, Any]:
-    """``(iteration, states [seeds, ...])`` of the run's newest intact
-    checkpoint; RunDirError when it has none. Compiles nothing."""
-    from jaxrl.run.loop import make_init_fn
-
-    checkpoints = Path(out_dir) / rundir.CHECKPOINTS
-    restored = None
-    if checkpoints.is_dir():
-        keys = jax.random.split(key_from_json(saved["key"]), saved["seeds"])
-        abstract = jax.eval_shape(make_init_fn(agent, saved["seeds"]), keys, None)
-        with Checkpointer(checkpoints) as checkpointer:
-            restored = checkpointer.restore_latest_intact(abstract)
-    if restored is None:
-        raise rundir.RunDirError(f"{out_dir} has no checkpoints to load a policy from")
-    return restored
-
-
 def load_saved_policy(out_dir: str | os.PathLike, seed: int = 0) -> SavedPolicy:
     """The policy of seed ``seed`` at the latest checkpoint of the run in ``out_dir``."""
     agent, saved = load_agent(out_dir)
     check_seed(saved, seed)
-    iteration, states = restore_latest(out_dir, agent, saved)
+    iteration, states = restore_latest(out_dir, agent, saved, purpose="load a policy from")
     state = jax.tree.map(lambda leaf: leaf[seed], states)
     return SavedPolicy(agent, saved, agent.policy_params(state), iteration, seed)
 
