@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jsonl", action="store_true", help="deprecated: --log jsonl")
     train.add_argument("--tensorboard", action="store_true", help="deprecated: --log tensorboard")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile every program afresh instead of keeping compiled programs for relaunches "
+        "in $JAXRL_COMPILATION_CACHE (default ~/.cache/jaxrl/xla; 'off' also opts out)",
+    )
     scale = train.add_argument_group("scaling out (see README, 'Scaling out')")
     scale.add_argument(
         "--devices",
@@ -364,9 +370,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.async_ or args.actors is not None:
         return _train_async(args)
     from jaxrl import run
+    from jaxrl.compilation import use_persistent_cache
     from jaxrl.run import preemption
     from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
 
+    use_persistent_cache(not args.no_compile_cache)
     if args.labels is not None:
         args.set = [*args.set, f"labels={args.labels}"]
     # jax.distributed must start before JAX computes anything (PRNGKey included).
@@ -398,6 +406,7 @@ def _train(args: argparse.Namespace) -> int:
                 checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
                 resume=args.resume,
                 force=args.force,
+                compile_cache=not args.no_compile_cache,
                 **train_args,
             )
 
@@ -431,7 +440,7 @@ def _train_async(args: argparse.Namespace) -> int:
                 learner_devices=args.devices, out_dir=args.out, force=args.force,
                 checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
                 eval_episodes=_pick(args.eval_episodes, DEFAULT_EVAL_EPISODES),
-                progress=not args.no_progress,
+                progress=not args.no_progress, compile_cache=not args.no_compile_cache,
             )
 
     return _report(

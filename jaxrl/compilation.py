@@ -1,4 +1,6 @@
-"""XLA options for the programs jaxrl compiles itself (training chunks, inits).
+"""How jaxrl compiles: XLA options for its own programs (training chunks,
+inits), and the persistent compilation cache that lets a relaunch skip
+compiling (:func:`use_persistent_cache`).
 
 On a CPU, compile time is mostly LLVM optimising the machine code of each
 fused kernel. jaxrl's programs are many small kernels around a few dots (which
@@ -19,6 +21,9 @@ is reproducible with them, not bit-identical to a plain ``jax.jit``.
 
 from __future__ import annotations
 
+import os
+import warnings
+from pathlib import Path
 from typing import Literal
 
 import jax
@@ -34,3 +39,64 @@ def compiler_options(program: Literal["train", "init"]) -> dict[str, int] | None
     if jax.default_backend() != "cpu":
         return None
     return {"xla_backend_optimization_level": _CPU_LLVM_LEVEL[program]}
+
+
+# ------------------------------------------------------- the persistent cache
+
+CACHE_ENV = "JAXRL_COMPILATION_CACHE"
+"""Environment variable: the directory of jaxrl's compilation cache, or ``off``."""
+
+_OFF = ("off", "0", "false", "no", "none")
+# Big enough for a few hundred configurations; JAX evicts the least recently
+# used programs past it.
+_CACHE_MAX_BYTES = 2 * 1024**3
+# JAX caches only programs that took a second or more to compile; jaxrl's
+# init and evaluation programs take less, and a relaunch would recompile them.
+_CACHE_MIN_COMPILE_SECONDS = 0.1
+
+
+def persistent_cache_dir() -> Path | None:
+    """Where jaxrl keeps compiled programs between launches: ``$JAXRL_COMPILATION_CACHE``
+    if set (``off`` opts out: None), else ``$XDG_CACHE_HOME/jaxrl/xla``
+    (``~/.cache/jaxrl/xla``)."""
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen is not None:
+        return None if chosen.strip().lower() in _OFF else Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jaxrl" / "xla"
+
+
+def use_persistent_cache(enabled: bool = True) -> Path | None:
+    """Turns on JAX's persistent compilation cache in :func:`persistent_cache_dir`,
+    so that relaunching a configuration loads its programs instead of compiling
+    them; returns the directory in use (None: no cache).
+
+    A cache the user configured already (``JAX_COMPILATION_CACHE_DIR``,
+    ``jax.config``) is kept as it is, and so are their other cache settings.
+    ``enabled=False`` (``--no-compile-cache``) and ``JAXRL_COMPILATION_CACHE=off``
+    leave JAX as it was."""
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:
+        return Path(configured)
+    directory = persistent_cache_dir() if enabled else None
+    if directory is None:
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        warnings.warn(
+            f"compilation cache off: cannot create {directory} ({e.strerror or e}); "
+            f"set {CACHE_ENV} to a writable directory, or to 'off'",
+            CompilationCacheWarning, stacklevel=2,
+        )
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", _CACHE_MIN_COMPILE_SECONDS)
+    if jax.config.jax_compilation_cache_max_size == -1:
+        jax.config.update("jax_compilation_cache_max_size", _CACHE_MAX_BYTES)
+    return directory
+
+
+class CompilationCacheWarning(UserWarning):
+    """The compilation cache could not be used; the run compiles as usual."""

@@ -24,6 +24,15 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
     atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
 
+# The suite's programs are small and run briefly, so compiling them is most of
+# its time. jaxrl already compiles its own training programs at LLVM -O1 on a
+# CPU (jaxrl/compilation.py); the tests' own jax.jit programs get the same
+# level here (benchmarks/README.md, "The test suite's time"). A caller's own
+# choice in XLA_FLAGS is respected, and child processes inherit it.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join(
+        [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"]).strip()
+
 # Hypothesis example counts are kept small because every new shape is a new
 # XLA compilation; the kernels are checked on many values per shape instead.
 hypothesis.settings.register_profile(

@@ -1,8 +1,9 @@
 """What PPO and IMPALA share through :mod:`jaxrl.agents.actor_critic`,
 checked on both: the best action of a bandit, the optimum of a continuous
-action, a learning-rate sweep as one vmap, and the shared network built from
-a config. The helpers here (``train``, ``probe_agent``, ``value_of``) serve
-test_ppo.py and test_impala.py."""
+action, and the shared network built from a config (the learning rate as a
+swept leaf is checked for every agent in test_agent_contract.py). The helpers
+here (``train``, ``probe_agent``, ``value_of``) serve test_ppo.py and
+test_impala.py."""
 
 from __future__ import annotations
 
@@ -75,51 +76,6 @@ def test_continuous_action_probe_finds_optimum(algo, iterations):
         agent.policy_params(state), jnp.zeros((1,)), jax.random.PRNGKey(0), deterministic=True
     )
     np.testing.assert_allclose(mean_action, [0.5], atol=0.1)
-
-
-# ---------------------------------------------------------------- sweeps
-
-SWEEPS = {
-    # config, iterations, other values of other hyperparameters
-    "ppo": (ppo.Config(num_envs=4, rollout_len=16, num_minibatches=2), 3,
-            dict(learning_rate=[3e-4, 3e-3, 3e-2], clip_eps=[0.1, 0.2, 0.3],
-                 gamma=[0.9, 0.95, 0.99], ent_coef=[0.0, 0.01, 0.1])),
-    "impala": (impala.Config(num_envs=4, rollout_len=8, policy_lag=2, hidden_sizes=(16,)), 4,
-               dict(clip_rho_threshold=[0.5, 1.0, 2.0], gamma=[0.9, 0.95, 0.99],
-                    entropy_cost=[0.0, 0.01, 0.1])),
-}
-
-
-@pytest.mark.parametrize("algo", sorted(SWEEPS))
-def test_learning_rate_sweep_is_one_vmap(algo):
-    config, iterations, other_values = SWEEPS[algo]
-    env, env_params = envs.make("CartPole-v1")
-    agent = MODULES[algo].make(env, env_params, config)
-
-    @jax.jit
-    def run(keys, hparams):
-        def one(key, hp):
-            return jax.lax.scan(lambda s, _: agent.step(s), agent.init(key, hp), length=iterations)
-
-        return jax.vmap(one)(keys, hparams)
-
-    base = agent.default_hparams()
-    hp = jax.tree.map(lambda x: jnp.full((3,), x), base)
-    hp = hp.replace(learning_rate=jnp.array([0.0, 1e-3, 1e-2]))
-    keys = jnp.stack([jax.random.PRNGKey(7)] * 3)
-    state, _ = run(keys, hp)
-    init_params = jax.vmap(agent.init)(keys, hp).params
-    moved = [
-        max(float(jnp.max(jnp.abs(a[i] - b[i])))
-            for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(init_params)))
-        for i in range(3)
-    ]
-    assert moved[0] == 0.0, "learning_rate=0 must leave the parameters unchanged"
-    assert 0.0 < moved[1] < moved[2]
-    # Other values of the same hyperparameters reuse the compiled program.
-    compiled_before = run._cache_size()
-    run(keys, hp.replace(**{k: jnp.array(v) for k, v in other_values.items()}))
-    assert run._cache_size() == compiled_before
 
 
 # ---------------------------------------------------------------- the builder

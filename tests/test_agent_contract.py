@@ -97,6 +97,33 @@ def test_seeds_and_hyperparameters_vmap_in_one_program(contract):
     assert contract.train._cache_size() == compiled
 
 
+def _learning_rates_scaled(agent, scale):
+    """The config's hyperparameters in each lane, with every learning rate (any
+    leaf whose name ends in ``learning_rate``) times ``scale[i]`` in lane ``i``."""
+    scale = jnp.asarray(scale, jnp.float32)
+
+    def lane_values(path, x):
+        x = jnp.asarray(x)
+        is_rate = str(getattr(path[-1], "name", "")).endswith("learning_rate")
+        return x[None] * (scale if is_rate else jnp.ones_like(scale, x.dtype))
+
+    return jax.tree_util.tree_map_with_path(lane_values, agent.default_hparams())
+
+
+def test_learning_rate_is_a_swept_leaf_that_scales_the_updates(contract):
+    """A lane with learning rate 0 keeps its initial policy parameters, and a
+    larger rate moves them further (same seed in every lane, same program)."""
+    keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
+    hparams = _learning_rates_scaled(contract.agent, [0.0, 1.0, 10.0])
+    states, _ = contract.run(keys, hparams)
+    start = jax.vmap(contract.agent.init)(keys, hparams)
+    after, before = (contract.agent.policy_params(s) for s in (states, start))
+    moved = [max(float(jnp.max(jnp.abs(a[i] - b[i])))
+                 for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))
+             for i in range(3)]
+    assert moved[0] == 0.0 and 0.0 < moved[1] < moved[2], moved
+
+
 def test_metrics_are_flat_float32(contract):
     state = jax.eval_shape(contract.agent.init, jax.random.PRNGKey(0))
     metrics = jax.eval_shape(contract.agent.step, state)[1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import _thread
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from xla_env import with_host_devices
 from gymnax.environments import spaces
 
 from jaxrl.agents import impala
@@ -250,8 +250,6 @@ def test_data_parallel_learner_on_two_devices(tmp_path):
     data-parallel update equals the one-device update on the same batch."""
     script = textwrap.dedent(
         """
-        import os
-        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
         import jax, numpy as np
         from jaxrl.agents import impala
         from jaxrl.distributed import async_impala as ai, make_mesh, replicate
@@ -288,8 +286,7 @@ def test_data_parallel_learner_on_two_devices(tmp_path):
         print("OK", result.version, result.lag_histogram)
         """
     )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("XLA_FLAGS", None)
+    env = dict(with_host_devices(2), PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,7 +8,6 @@ those checks run in subprocesses; this process keeps its single device.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from xla_env import with_host_devices
 
 from jaxrl import envs
 from jaxrl.agents import ppo
@@ -35,9 +35,7 @@ TINY_SET = ["--set", "num_envs=4", "--set", "rollout_len=4", "--set", "num_epoch
 
 
 def _environ(devices: int = 1) -> dict[str, str]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
+    return dict(with_host_devices(devices), JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
 
 
 def _last_json(stdout: str) -> dict:

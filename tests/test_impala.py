@@ -7,7 +7,6 @@ test_actor_critic.py."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_actor_critic import probe_agent, train, value_of
+from xla_env import with_host_devices
 
 from jaxrl import envs
 from jaxrl.agents import impala
@@ -276,8 +276,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
 
 
 def test_learner_is_data_parallel_over_two_devices():
-    environ = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                   JAX_PLATFORMS="cpu")
+    environ = dict(with_host_devices(2), JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], cwd=REPO, env=environ,
                             capture_output=True, text=True, timeout=110)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,28 +1,22 @@
-"""Every notebook under notebooks/ runs top to bottom with a tiny budget
-(``JAXRL_NOTEBOOK_STEPS``), so the documentation cannot rot."""
+"""Every notebook under notebooks/ runs top to bottom with a tiny budget, so the
+documentation cannot rot; the other half of them is test_notebooks_second_half.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from notebook_runner import NOTEBOOKS, SECOND_HALF, run_notebook
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbformat")
+pytest.importorskip("nbclient")
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+FIRST_HALF = [p for p in NOTEBOOKS if p.stem not in SECOND_HALF]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_the_two_halves_cover_every_notebook():
+    assert set(SECOND_HALF) <= {p.stem for p in NOTEBOOKS}
+    assert FIRST_HALF and len(FIRST_HALF) + len(SECOND_HALF) == len(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", FIRST_HALF, ids=[p.stem for p in FIRST_HALF])
 def test_notebook_runs(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("JAXRL_NOTEBOOK_STEPS", "4096")
-    monkeypatch.setenv("JAXRL_NOTEBOOK_SEEDS", "3")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.chdir(tmp_path)  # notebooks that write run directories write them here
-    notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code"
-              for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors, errors
+    run_notebook(path, tmp_path, monkeypatch)

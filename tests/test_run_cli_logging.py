@@ -82,6 +82,10 @@ def test_missing_extra_names_its_pip_command(tmp_path, capsys, monkeypatch, targ
 
 
 def test_unusable_mlflow_store_is_refused_before_compiling(tmp_path, capsys, monkeypatch):
+    # The time bound is for jaxrl's own checks; importing mlflow alone can take
+    # seconds on a loaded machine, so it is paid before the clock starts.
+    import mlflow.tracking  # noqa: F401
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
     status, _, err, seconds = run_cli(
         capsys, "train", "fake", "--out", tmp_path / "run", "--log", "mlflow"

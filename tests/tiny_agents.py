@@ -20,8 +20,10 @@ TINY = {
     "hdqn": ("DecisionProcess-v0", dict(REPLAY, rollout_len=2, controller_buffer_size=64,
                                         meta_buffer_size=64, learning_starts=8, total_steps=64)),
     "ddpg": ("Pendulum-v1", dict(REPLAY, buffer_size=64, warmup_steps=8, total_steps=64)),
-    "d4pg": ("Pendulum-v1", dict(REPLAY, buffer_size=64, warmup_steps=8, total_steps=64,
-                                 num_atoms=11)),
+    # N = 2 and a batch of 4, so that the critic and actor update within the
+    # contract's few iterations.
+    "d4pg": ("Pendulum-v1", dict(REPLAY, batch_size=4, buffer_size=64, warmup_steps=8,
+                                 total_steps=64, n_step=2, num_atoms=11)),
     "rm-ppo": ("CartPole-v1", dict(num_envs=2, rollout_len=8, num_minibatches=2, num_epochs=1,
                                    total_steps=64, segment_len=4, label_budget=8,
                                    queries_per_iteration=2, num_candidates=4,

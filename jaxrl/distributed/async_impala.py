@@ -47,6 +47,7 @@ import jax
 import numpy as np
 
 from jaxrl import envs
+from jaxrl.compilation import use_persistent_cache
 from jaxrl.agents import impala
 from jaxrl.agents.base import require
 from jaxrl.distributed.actors import (  # noqa: F401 - Item and the bodies stay importable here
@@ -187,6 +188,7 @@ def train(
     stop_when: Callable[[int, Any], bool] | None = None,
     run_config: dict | None = None,
     progress: bool = False,
+    compile_cache: bool = True,
 ) -> AsyncResult:
     """Trains IMPALA with ``async_config.num_actors`` actor threads and a learner
     thread until the learner has consumed ``total_steps`` env steps.
@@ -210,6 +212,8 @@ def train(
         total_steps", which a thread-timed run cannot promise).
       on_update: ``on_update(version, metrics)`` called in the learner thread
         after each update.
+      compile_cache: keep compiled programs on disk for relaunches
+        (:func:`jaxrl.compilation.use_persistent_cache`).
 
     Raises:
       The first exception of any thread, after all threads are joined;
@@ -217,6 +221,7 @@ def train(
     """
     env_kwargs = dict(env_kwargs or {})
     validate(config, async_config, total_steps, learner_devices)
+    use_persistent_cache(compile_cache)
     key, k_params = jax.random.split(key)
     writer = RunWriter(out_dir, run_config or _run_config(
         env_id, env_kwargs, config, async_config, total_steps, key), force=force)

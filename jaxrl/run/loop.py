@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.agents.base import MAX_INT, MAX_TOTAL_STEPS, Agent, check_schedule_span
-from jaxrl.compilation import compiler_options
+from jaxrl.compilation import compiler_options, use_persistent_cache
 from jaxrl.mesh import make_mesh, replicate
 from jaxrl.run import preemption, rundir
 from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
@@ -228,6 +228,7 @@ def train(
     hparams: Any = None,
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    compile_cache: bool = True,
 ) -> TrainResult:
     """Trains ``seeds`` independent copies of ``agent`` for ``total_steps`` env steps each.
 
@@ -250,11 +251,15 @@ def train(
     A stop request (SIGTERM under :func:`jaxrl.run.preemption.stop_on_signals`,
     or :func:`~jaxrl.run.preemption.request_stop`) checkpoints at the next chunk
     boundary and raises :class:`~jaxrl.run.preemption.Preempted`.
+    With ``compile_cache`` (the default) compiled programs are kept on disk
+    (:func:`jaxrl.compilation.use_persistent_cache`), so a relaunch of the same
+    configuration loads them instead of compiling.
     """
     check_run_arguments(
         agent, total_steps, seeds, eval_episodes, chunk_iterations, checkpoint_every_seconds,
         resume, force, hparams, eval_every=eval_every,
     )
+    use_persistent_cache(compile_cache)
     if resume and out_dir is None:
         raise ValueError("resume=True needs the out_dir of the run to continue")
     plan = plan_chunks(total_steps, agent.env_steps_per_step, chunk_iterations)
@@ -417,6 +422,9 @@ def _completed_summary(
         "iterations": plan.iterations,
         "env_steps_per_second": steps_run / train_seconds if train_seconds > 0 else None,
         "compile_seconds": compiled.seconds,
+        # Tracing and lowering, part of compile_seconds: the part a compilation
+        # cache cannot skip.
+        "lower_seconds": compiled.lower_seconds,
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "resumed_from_iteration": resumed_from,
