@@ -10,6 +10,7 @@ import _thread
 import dataclasses
 import json
 import subprocess
+import signal
 import sys
 import textwrap
 import threading
@@ -230,14 +231,25 @@ def test_keyboard_interrupt_writes_a_final_checkpoint_and_joins(tmp_path):
     from jaxrl.run.checkpoint import latest_iteration
 
     baseline = threading.active_count()
+    # interrupt_main() raises KeyboardInterrupt only under Python's own SIGINT
+    # handler, whatever an earlier test in this worker left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def on_update(version, metrics):
-        if version == 5:
-            _thread.interrupt_main()  # what Ctrl-C does to the main thread
+        # What Ctrl-C does to the main thread. Python delivers it at the main
+        # thread's next bytecode, and code that swallows exceptions (a callback,
+        # a __del__) can lose it there: it is repeated until it lands, and the
+        # run ends by itself at update 1000 (failing here) rather than never.
+        if version == 5 or version % 50 == 0:
+            _thread.interrupt_main()
 
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        run(total_steps=10**9, on_update=on_update, out_dir=out, checkpoint_every_seconds=1e9)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(total_steps=10**9, on_update=on_update, out_dir=out, checkpoint_every_seconds=1e9,
+                stop_when=lambda version, params: version >= 1000)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert wait_for_thread_count(baseline) == baseline
     assert latest_iteration(out / "checkpoints") >= 5
     summary = json.loads((out / "summary.json").read_text())
