@@ -75,6 +75,41 @@ def flatten_observation(obs: jax.Array, obs_ndim: int) -> jax.Array:
     return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,))
 
 
+class DictEncoder(nn.Module):
+    """Features of a Dict observation: each array (nested dicts too, in
+    JAX's sorted-key order) encoded by its shape, then concatenated.
+
+    An image key (rank 3, H x W x C) goes through the MinAtar convolution
+    (16 3x3 filters) unless ``conv_images`` is False; every other key is
+    flattened. ``leaf_shapes`` are one observation's shapes in leaf order.
+    Leading batch axes are kept; integer and bool arrays become float32.
+    """
+
+    leaf_shapes: tuple[tuple[int, ...], ...]
+    activation: str = "relu"
+    conv_images: bool = True
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        leaves = jax.tree.leaves(obs)
+        if len(leaves) != len(self.leaf_shapes):
+            raise ValueError(f"observation has {len(leaves)} arrays, expected {len(self.leaf_shapes)}")
+        features = []
+        for x, shape in zip(leaves, self.leaf_shapes):
+            x = jnp.asarray(x, jnp.float32)
+            if self.conv_images and len(shape) == 3:
+                conv = nn.Conv(16, (3, 3), kernel_init=orthogonal(np.sqrt(2.0)))
+                x = ACTIVATIONS[self.activation](conv(x))
+                shape = x.shape[-3:]
+            features.append(flatten_observation(x, len(shape)))
+        return jnp.concatenate(features, axis=-1)
+
+
+def leaf_shapes(shapes) -> tuple[tuple[int, ...], ...]:
+    """The shapes of a (nested) dict of shape tuples, in JAX's leaf order."""
+    return tuple(jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple)))
+
+
 class ActorCritic(nn.Module):
     """Separate actor and critic torsos with a policy head and a value head.
 
@@ -86,6 +121,11 @@ class ActorCritic(nn.Module):
     Returns ``(policy_params, value)``: logits ``[..., A]`` for discrete
     actions, or ``(mean, log_std)`` with a state-independent ``log_std`` for
     continuous ones.
+
+    ``dict_shapes`` (the leaf shapes of a Dict observation, see
+    :func:`leaf_shapes`): each torso first encodes the observation with a
+    :class:`DictEncoder` (convolving image keys unless ``torso`` is
+    ``"mlp"``), then applies its dense layers.
     """
 
     action_dim: int
@@ -95,13 +135,19 @@ class ActorCritic(nn.Module):
     torso: str = "mlp"
     obs_ndim: int = 1
     init_log_std: float = 0.0
+    dict_shapes: tuple[tuple[int, ...], ...] | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array):
-        if self.torso == "mlp":
-            obs = flatten_observation(obs, self.obs_ndim)
-        actor = make_torso(self.torso, self.hidden_sizes, self.activation)(obs)
-        critic = make_torso(self.torso, self.hidden_sizes, self.activation)(obs)
+        if self.dict_shapes is not None:
+            encoder = lambda: DictEncoder(self.dict_shapes, self.activation, self.torso != "mlp")
+            mlp = lambda: MLP(tuple(self.hidden_sizes), self.activation)
+            actor, critic = mlp()(encoder()(obs)), mlp()(encoder()(obs))
+        else:
+            if self.torso == "mlp":
+                obs = flatten_observation(obs, self.obs_ndim)
+            actor = make_torso(self.torso, self.hidden_sizes, self.activation)(obs)
+            critic = make_torso(self.torso, self.hidden_sizes, self.activation)(obs)
         value = nn.Dense(1, kernel_init=orthogonal(1.0))(critic)[..., 0]
         head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(actor)
         if self.discrete:

@@ -1,6 +1,6 @@
 """Agents: one module per algorithm, each exposing ``Config``, ``make`` and
 ``ACTION_SPACES`` (the action-space kinds it supports: ``"discrete"``,
-``"continuous"``). A module may also define ``host_needs(config) ->
+``"continuous"``, ``"multi_discrete"``). A module may also define ``host_needs(config) ->
 HostNeeds``: what it asks of the host beyond ``jaxrl.run.train``."""
 
 from __future__ import annotations

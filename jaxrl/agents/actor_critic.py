@@ -11,6 +11,13 @@ in) and an agent's :class:`OnPolicySpec` around it::
     ac = actor_critic.build(env, env_params, config)
     params = actor_critic.init_params(ac, key)
     action = actor_critic.network_action(ac, params, obs, key)
+
+Action spaces: ``Discrete`` (a categorical), ``Box`` (a diagonal Gaussian)
+and ``MultiDiscrete`` (a factorised categorical: the head outputs
+``sum(nvec)`` logits, one block per dimension). An env's action mask
+(:mod:`jaxrl.agents.masks`) is split from each observation where it enters
+(:func:`split_observation`) and masks the logits of every distribution built
+from it (:func:`distribution`): in sampling, log-probs, entropies and KLs.
 """
 
 from __future__ import annotations
@@ -22,11 +29,11 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import envs, ops
-from jaxrl.agents import base
+from jaxrl.agents import base, masks
 from jaxrl.agents.base import Agent
-from jaxrl.networks import ActorCritic
+from jaxrl.networks import ActorCritic, leaf_shapes
 
-ACTION_SPACES = ("discrete", "continuous")
+ACTION_SPACES = ("discrete", "continuous", envs.MULTI_DISCRETE)
 
 
 def static_field() -> Any:
@@ -39,12 +46,17 @@ class Spec(struct.PyTreeNode):
 
     Attributes:
       network: the flax module; ``apply(params, obs) -> (policy_out, value)``.
-      discrete: categorical policy (else a diagonal Gaussian in [-1, 1]).
-      action_dim: number of actions, or the size of a continuous action.
-      obs_shape: one observation's shape.
+      discrete: categorical policy, factorised for a MultiDiscrete (else a
+        diagonal Gaussian in [-1, 1]).
+      action_dim: the policy head's width: number of actions (``sum(nvec)``
+        for a MultiDiscrete), or the size of a continuous action.
+      obs_shape: one observation's shape as the network sees it (less any
+        action mask); a dict of shapes for a Dict observation.
       act_env: the env actions are taken in (:class:`jaxrl.envs.RescaleAction`
         around a continuous one, so log-probs stay those of the sampled action).
       env_params: the env's parameters (for evaluation).
+      nvec: a MultiDiscrete's choices per dimension (None otherwise).
+      mask: how observations carry an action mask (kind None: they don't).
     """
 
     network: ActorCritic = static_field()
@@ -53,10 +65,20 @@ class Spec(struct.PyTreeNode):
     obs_shape: tuple[int, ...] = static_field()
     act_env: Any = static_field()
     env_params: Any = static_field()
+    nvec: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
+    mask: masks.MaskLayout = struct.field(pytree_node=False, default=masks.NO_MASK)
 
     @property
-    def distribution_class(self) -> type:
-        return ops.Categorical if self.discrete else ops.DiagGaussian
+    def joint(self) -> bool:
+        """A MultiDiscrete under a joint mask: the policy is a categorical over
+        every combination of choices."""
+        return self.nvec is not None and self.mask.kind == masks.JOINT
+
+    @property
+    def noise_width(self) -> int:
+        """Entries of one action's sampling noise: one per logit of the
+        distribution the policy samples from."""
+        return self.mask.flat_size if self.joint else self.action_dim
 
 
 def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
@@ -69,36 +91,70 @@ def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
 def build(env, env_params, config) -> Spec:
     """The actor-critic for ``env`` from ``config.hidden_sizes``,
     ``config.activation`` and ``config.torso``."""
-    discrete = envs.action_space_kind(env, env_params) == "discrete"
-    obs_shape = tuple(envs.observation_shape(env, env_params))
+    kind = envs.action_space_kind(env, env_params)
+    discrete = kind != "continuous"
+    nvec = tuple(envs.action_dims(env, env_params)) if kind == envs.MULTI_DISCRETE else None
+    obs_shape = masks.network_observation_shapes(env, env_params)
+    dict_shapes = leaf_shapes(obs_shape) if isinstance(obs_shape, dict) else None
     action_space = env.action_space(env_params)
-    action_dim = action_space.n if discrete else int(jnp.prod(jnp.array(action_space.shape)))
+    if nvec is not None:
+        action_dim = sum(nvec)
+    elif discrete:
+        action_dim = action_space.n
+    else:
+        action_dim = int(jnp.prod(jnp.array(action_space.shape)))
     network = ActorCritic(
         action_dim=action_dim,
         discrete=discrete,
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
-        torso=resolve_torso(config.torso, obs_shape),
-        obs_ndim=len(obs_shape),
+        # A Dict observation's encoder convolves its image keys unless torso is "mlp".
+        torso=config.torso if dict_shapes is not None else resolve_torso(config.torso, obs_shape),
+        obs_ndim=len(obs_shape) if dict_shapes is None else 1,
+        dict_shapes=dict_shapes,
     )
     act_env = env if discrete else envs.RescaleAction(env)
     return Spec(network=network, discrete=discrete, action_dim=action_dim, obs_shape=obs_shape,
-                act_env=act_env, env_params=env_params)
+                act_env=act_env, env_params=env_params, nvec=nvec,
+                mask=masks.mask_layout(env, env_params))
 
 
 def init_params(ac: Spec, key: jax.Array) -> Any:
     """Fresh network parameters."""
-    return ac.network.init(key, jnp.zeros(ac.obs_shape, jnp.float32))
+    example = jax.tree.map(lambda shape: jnp.zeros(shape, jnp.float32), ac.obs_shape,
+                           is_leaf=lambda x: isinstance(x, tuple))
+    return ac.network.init(key, example)
 
 
-def distribution(ac: Spec, policy_out: Any) -> ops.Categorical | ops.DiagGaussian:
-    """The action distribution of a policy output: logits, or ``(mean, log_std)``."""
-    return ops.Categorical(policy_out) if ac.discrete else ops.DiagGaussian(*policy_out)
+def split_observation(ac: Spec, obs: Any) -> tuple[jax.Array, jax.Array | None]:
+    """``(network input, flat action mask or None)`` of env observations."""
+    return masks.split_observation(ac.mask, obs)
 
 
-def policy_distribution(ac: Spec, params: Any, obs: jax.Array):
-    """π(·|obs) under network ``params``."""
-    return distribution(ac, ac.network.apply(params, obs)[0])
+def distribution(ac: Spec, policy_out: Any, mask: jax.Array | None = None):
+    """The action distribution of a policy output (logits, or ``(mean,
+    log_std)``) under the flat action ``mask`` (None: every action legal)."""
+    if not ac.discrete:
+        return ops.DiagGaussian(*policy_out)
+    if ac.joint:
+        return ops.JointCategorical(ops.masked_logits(ops.joint_logits(policy_out, ac.nvec), mask),
+                                    ac.nvec)
+    logits = policy_out if mask is None else ops.masked_logits(policy_out, mask)
+    if ac.nvec is not None:
+        return ops.FactorisedCategorical(logits, ac.nvec)
+    return ops.Categorical(logits)
+
+
+def sampling_noise(ac: Spec, key: jax.Array, batch_shape: tuple[int, ...]) -> jax.Array:
+    """Noise for ``sample_from_noise`` of a ``batch_shape`` of actions, drawn in one call."""
+    noise = ops.DiagGaussian.noise if not ac.discrete else ops.Categorical.noise
+    return noise(key, tuple(batch_shape) + (ac.noise_width,))
+
+
+def policy_distribution(ac: Spec, params: Any, obs: jax.Array, mask: jax.Array | None = None):
+    """π(·|obs) under network ``params`` (``obs`` as the network sees it, and
+    the flat action ``mask``)."""
+    return distribution(ac, ac.network.apply(params, obs)[0], mask)
 
 
 def values(ac: Spec, params: Any, obs: jax.Array) -> jax.Array:
@@ -108,8 +164,9 @@ def values(ac: Spec, params: Any, obs: jax.Array) -> jax.Array:
 
 def network_action(ac: Spec, params: Any, obs: jax.Array, key: jax.Array,
                    deterministic: bool = False) -> jax.Array:
-    """The policy's mode (``deterministic``) or a sample, from network ``params``."""
-    dist = policy_distribution(ac, params, obs)
+    """The policy's mode (``deterministic``) or a sample, from network
+    ``params``, for env observations (an action mask in them is obeyed)."""
+    dist = policy_distribution(ac, params, *split_observation(ac, obs))
     return dist.mode() if deterministic else dist.sample(key)
 
 

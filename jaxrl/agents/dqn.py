@@ -17,6 +17,10 @@ online network by θ' ← τθ + (1 − τ)θ' after every update (``"soft"``).
 ε decays linearly from ``epsilon_start`` to ``epsilon_end`` over the first
 ``exploration_fraction · total_steps`` env steps.
 
+An env with an action mask (:mod:`jaxrl.agents.masks`): the greedy and the
+random ε-greedy actions are legal ones, each transition stores the mask of
+its next observation, and the target's max over a' ranges over it.
+
 Defaults are a CartPole-sized version of the paper's recipe (CleanRL's
 ``dqn.py`` settings: Adam 2.5e-4, batch 128, 120-84 ReLU layers, ε 1 → 0.05
 over half the run, 10^4 warm-up steps, one update per 8 env steps, a hard
@@ -43,7 +47,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, replay
-from jaxrl.agents import base, fields, off_policy, q_learning
+from jaxrl.agents import base, fields, masks, off_policy, q_learning
 from jaxrl.agents.base import Agent, AgentConfig
 from jaxrl.agents.q_learning import (  # noqa: F401  (public names of this module)
     TARGET_UPDATES, QNetwork, epsilon_greedy, linear_epsilon, q_learning_targets, soft_update,
@@ -118,13 +122,19 @@ class Spec(off_policy.EnvSpec):
 
     network: QNetwork
     learner: q_learning.QSpec
+    mask: masks.MaskLayout = masks.NO_MASK
+    """How observations carry an action mask (kind None: they don't)."""
 
 
 def make_spec(env, env_params, config: Config) -> Spec:
     """Validates ``config`` and the action space, and builds the :class:`Spec`."""
     config.validate()
     envs.validate_env_for(ACTION_SPACES, getattr(env, "name", type(env).__name__), env, env_params, "dqn")
-    obs_shape = envs.observation_shape(env, env_params)
+    obs_shape = masks.network_observation_shapes(env, env_params)
+    if isinstance(obs_shape, dict):
+        raise ValueError(
+            f"observation: a Dict observation with keys {sorted(obs_shape)} needs one array; "
+            "wrap the env in jaxrl.envs.FlattenObservation")
     network = QNetwork(envs.num_actions(env, env_params), tuple(config.hidden_sizes), config.activation)
     q_values = lambda params, obs: network.apply(params, off_policy.flatten_obs(obs, obs_shape))
     learner = q_learning.QSpec(
@@ -134,7 +144,7 @@ def make_spec(env, env_params, config: Config) -> Spec:
     )
     train_env = envs.BatchEnv(envs.EpisodeStats(env), config.num_envs)
     return Spec(config=config, env=env, env_params=env_params, train_env=train_env, obs_shape=obs_shape,
-                network=network, learner=learner)
+                network=network, learner=learner, mask=masks.mask_layout(env, env_params))
 
 
 def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
@@ -145,20 +155,29 @@ def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
     example = jnp.zeros((off_policy.flat_dim(spec.obs_shape),), jnp.float32)
     learner = q_learning.new_learner(spec.learner, k_params, example, spec.network, hparams.learning_rate)
     obs, env_state = spec.train_env.reset(k_env, spec.env_params)
-    buffer = replay.uniform.init(off_policy.example_transition(spec.obs_shape, (), jnp.int32), config.buffer_size)
+    example_transition = off_policy.example_transition(spec.obs_shape, (), jnp.int32,
+                                                       masks.example_mask(spec.mask))
+    buffer = replay.uniform.init(example_transition, config.buffer_size)
     return State(
         params=learner.params,
         target_params=learner.target_params,
         opt_state=learner.opt_state,
         buffer=buffer,
         env_state=env_state,
-        obs=jnp.asarray(obs, jnp.float32),
+        obs=float_observation(spec, obs),
         rng=key,
         hparams=hparams,
         iteration=jnp.zeros((), jnp.int32),
         env_steps=StepCounter.zeros(),
         updates=learner.updates,
     )
+
+
+def float_observation(spec: Spec, obs):
+    """Env observations with the network's part as float32 (a mask stays bool)."""
+    if not spec.mask.masked:
+        return jnp.asarray(obs, jnp.float32)
+    return {k: v if k == envs.ACTION_MASK else jnp.asarray(v, jnp.float32) for k, v in obs.items()}
 
 
 def epsilon(spec: Spec, state: State) -> jax.Array:
@@ -172,15 +191,19 @@ def env_step(spec: Spec, state: State, _=None) -> tuple[State, dict[str, jax.Arr
     """One ε-greedy step of every env; its transitions go into the buffer."""
     rng, k_act, k_env = jax.random.split(state.rng, 3)
     eps = epsilon(spec, state)
-    action = epsilon_greedy(k_act, spec.learner.apply(state.params, state.obs), eps)
+    obs, mask = masks.split_observation(spec.mask, state.obs)
+    action = epsilon_greedy(k_act, spec.learner.apply(state.params, obs), eps, mask)
     next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
         k_env, state.env_state, action, spec.env_params
     )
-    transition = off_policy.one_step_transition(state.obs, action, reward, terminated, info, state.hparams.gamma)
+    final_obs, final_mask = masks.split_observation(spec.mask, info["final_observation"])
+    transition = off_policy.one_step_transition(
+        obs, action, reward, terminated, {**info, "final_observation": final_obs}, state.hparams.gamma)
+    transition = transition.replace(next_action_mask=final_mask)
     state = state.replace(
         buffer=replay.uniform.add(state.buffer, transition),
         env_state=env_state,
-        obs=jnp.asarray(next_obs, jnp.float32),
+        obs=float_observation(spec, next_obs),
         rng=rng,
         env_steps=state.env_steps.add(spec.config.num_envs),
     )
@@ -225,12 +248,13 @@ def policy_params(state: State):
 
 
 def act(spec: Spec, params, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> jax.Array:
-    """Greedy action (``deterministic``) or ε-greedy with the final ε.
-    One observation or a batch."""
-    q = spec.learner.apply(params["network"], jnp.asarray(obs, jnp.float32))
+    """Greedy action (``deterministic``) or ε-greedy with the final ε, among
+    the legal actions of an env with a mask. One observation or a batch."""
+    obs, mask = masks.split_observation(spec.mask, float_observation(spec, obs))
+    q = spec.learner.apply(params["network"], obs)
     if deterministic:
-        return jnp.argmax(q, axis=-1).astype(jnp.int32)
-    return epsilon_greedy(key, q, params["epsilon"])
+        return q_learning.greedy_action(q, mask).astype(jnp.int32)
+    return epsilon_greedy(key, q, params["epsilon"], mask)
 
 
 def evaluate(spec: Spec, state: State, key: jax.Array, num_episodes: int) -> jax.Array:

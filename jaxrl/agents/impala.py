@@ -129,6 +129,9 @@ class Trajectory(struct.PyTreeNode):
     ``final_obs[t]`` is the true next observation (before auto-reset), used to
     bootstrap on truncation. ``episode_return``/``episode_done`` are the
     :class:`jaxrl.envs.EpisodeStats` outputs, for logging only.
+    ``obs``, ``final_obs`` and ``next_obs`` are what the network sees; an
+    env's action mask is split off into ``action_mask`` (flat, ``[T, B, M]``;
+    None for an env without one), under which the learner scores the policy.
     """
 
     obs: jax.Array
@@ -141,6 +144,7 @@ class Trajectory(struct.PyTreeNode):
     next_obs: jax.Array
     episode_return: jax.Array
     episode_done: jax.Array
+    action_mask: jax.Array | None = None
 
 
 @struct.dataclass
@@ -196,8 +200,10 @@ def init_opt_state(spec: Spec, params, hp: HParams):
 
 
 def policy(spec: Spec, params, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """A sampled action and its log-probability (the behaviour log μ); batched obs."""
-    dist = actor_critic.policy_distribution(spec.ac, params, obs)
+    """A sampled action and its log-probability (the behaviour log μ); batched
+    env observations (an action mask in them is obeyed)."""
+    dist = actor_critic.policy_distribution(spec.ac, params,
+                                            *actor_critic.split_observation(spec.ac, obs))
     action = dist.sample(key)
     return action, dist.log_prob(action)
 
@@ -209,7 +215,7 @@ def learner_outputs(spec: Spec, params, traj: Trajectory, hp: HParams):
     chex.assert_rank(traj.reward, 2)  # [T, B]
     policy_out, values = network.apply(params, traj.obs)
     bootstrap_value = network.apply(params, traj.next_obs)[1]
-    dist = actor_critic.distribution(spec.ac, policy_out)
+    dist = actor_critic.distribution(spec.ac, policy_out, traj.action_mask)
     log_prob = dist.log_prob(traj.action)
     chex.assert_equal_shape([log_prob, traj.behaviour_log_prob, values, traj.reward])
 
@@ -309,22 +315,26 @@ def rollout(learner: Learner, batch_env, env_params, params, env_state, obs, key
     """``length`` steps of ``batch_env`` with ``params``; returns
     ``(env_state, obs, Trajectory)``. Pure; used by on-device and async actors."""
 
+    split = functools.partial(actor_critic.split_observation, learner.spec.ac)
+
     def one_step(carry, key):
         env_state, obs = carry
         k_act, k_env = jax.random.split(key)
         action, log_prob = learner.policy(params, obs, k_act)
         next_obs, env_state, reward, terminated, truncated, info = batch_env.step(
             k_env, env_state, action, env_params)
+        network_obs, mask = split(obs)
         transition = Trajectory(
-            obs=obs, action=action, behaviour_log_prob=log_prob, reward=reward.astype(jnp.float32),
-            terminated=terminated, truncated=truncated, final_obs=info["final_observation"],
-            next_obs=None, episode_return=info["episode_return"],
-            episode_done=info["episode_done"])
+            obs=network_obs, action=action, behaviour_log_prob=log_prob,
+            reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated,
+            final_obs=split(info["final_observation"])[0], next_obs=None,
+            episode_return=info["episode_return"], episode_done=info["episode_done"],
+            action_mask=mask)
         return (env_state, next_obs), transition
 
     keys = jax.random.split(key, length)
     (env_state, next_obs), traj = jax.lax.scan(one_step, (env_state, obs), keys)
-    return env_state, next_obs, traj.replace(next_obs=next_obs)
+    return env_state, next_obs, traj.replace(next_obs=split(next_obs)[0])
 
 
 def behaviour_params(state: State, policy_lag: int) -> tuple[Any, jax.Array]:

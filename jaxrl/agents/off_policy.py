@@ -48,14 +48,17 @@ def flatten_obs(obs: jax.Array, obs_shape: tuple[int, ...]) -> jax.Array:
     return obs.reshape(obs.shape[: obs.ndim - len(obs_shape)] + (flat_dim(obs_shape),))
 
 
-def example_transition(obs_shape, action_shape=(), action_dtype=jnp.float32) -> replay.Transition:
-    """A zero :class:`replay.Transition` of one item: the buffer's layout."""
+def example_transition(obs_shape, action_shape=(), action_dtype=jnp.float32,
+                       next_action_mask=None) -> replay.Transition:
+    """A zero :class:`replay.Transition` of one item: the buffer's layout
+    (``next_action_mask``: an example mask, or None for an env without one)."""
     return replay.Transition(
         obs=jnp.zeros(obs_shape, jnp.float32),
         action=jnp.zeros(action_shape, action_dtype),
         reward=jnp.zeros((), jnp.float32),
         discount=jnp.zeros((), jnp.float32),
         next_obs=jnp.zeros(obs_shape, jnp.float32),
+        next_action_mask=next_action_mask,
     )
 
 

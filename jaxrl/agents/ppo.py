@@ -167,7 +167,9 @@ def kl_penalty_objective(x: PolicyLossInputs) -> jax.Array:
 
 
 class Rollout(struct.PyTreeNode):
-    """Time-major ``[T, B, ...]`` experience from one iteration."""
+    """Time-major ``[T, B, ...]`` experience from one iteration. ``obs`` and
+    ``final_obs`` are what the network sees (an env's action mask split off
+    into ``action_mask``)."""
 
     obs: jax.Array
     action: jax.Array
@@ -182,6 +184,8 @@ class Rollout(struct.PyTreeNode):
     episode_done: jax.Array
     extras: Any = None
     """What ``Spec.record_info`` keeps of each step's ``info`` (None without it)."""
+    action_mask: jax.Array | None = None
+    """The flat action mask the policy acted under (None for an env without one)."""
 
 
 class Minibatch(struct.PyTreeNode):
@@ -198,6 +202,8 @@ class Minibatch(struct.PyTreeNode):
     obs: jax.Array
     returns: jax.Array
     value: jax.Array
+    action_mask: jax.Array | None = None
+    """Flat action mask (None without one): the loss scores the policy under it."""
 
 
 class Spec(actor_critic.OnPolicySpec):
@@ -216,6 +222,9 @@ def make_spec(env, env_params, config: Config = Config(), policy_loss=None) -> S
     if policy_loss is not None and not callable(policy_loss):
         raise TypeError(f"ppo.make: policy_loss must be callable, got {type(policy_loss).__name__}")
     ac = actor_critic.build(env, env_params, config)
+    if config.normalize_obs and (ac.mask.masked or isinstance(ac.obs_shape, dict)):
+        raise ValueError("normalize_obs: True needs an array observation (this env's is a Dict, "
+                         "with no running statistics); allowed here: False")
     train_env = envs.BatchEnv(envs.EpisodeStats(ac.act_env), config.num_envs)
     if config.normalize_obs:
         train_env = envs.NormalizeObservation(train_env)
@@ -246,23 +255,26 @@ def collect(spec: Spec, state: State) -> tuple[State, Rollout]:
     # cost more than the policy's forward pass.
     rng, k_noise, k_env = jax.random.split(state.rng, 3)
     shape = (config.rollout_len, config.num_envs)
-    noise = ac.distribution_class.noise(k_noise, shape + (ac.action_dim,))
+    noise = actor_critic.sampling_noise(ac, k_noise, shape)
     env_keys = jax.random.split(k_env, shape)
 
     def one_step(carry, step_randomness):
         params, env_state, obs = carry
         action_noise, step_keys = step_randomness
-        policy_out, _ = ac.network.apply(params, obs)  # the value head is dead code here
-        dist = actor_critic.distribution(ac, policy_out)
+        network_obs, mask = actor_critic.split_observation(ac, obs)
+        policy_out, _ = ac.network.apply(params, network_obs)  # the value head is dead code here
+        dist = actor_critic.distribution(ac, policy_out, mask)
         action = dist.sample_from_noise(action_noise)
         next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
             step_keys, env_state, action, ac.env_params)
         transition = Rollout(
-            obs=obs, action=action, log_prob=dist.log_prob(action), value=None,
+            obs=network_obs, action=action, log_prob=dist.log_prob(action), value=None,
             reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated,
-            final_obs=info["final_observation"], dist_params=policy_out,
+            final_obs=actor_critic.split_observation(ac, info["final_observation"])[0],
+            dist_params=policy_out,
             episode_return=info["episode_return"], episode_done=info["episode_done"],
-            extras=None if spec.record_info is None else spec.record_info(info))
+            extras=None if spec.record_info is None else spec.record_info(info),
+            action_mask=mask)
         return (params, env_state, next_obs), transition
 
     carry = (state.params, state.env_state, state.obs)
@@ -290,18 +302,19 @@ def advantages_and_returns(spec: Spec, params, rollout: Rollout, hp: HParams):
 def training_batch(rollout: Rollout, advantages: jax.Array, returns: jax.Array) -> Minibatch:
     """The rollout and its targets flattened over time and environments."""
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
-    return Minibatch(obs=flat(rollout.obs), action=flat(rollout.action),
+    return Minibatch(obs=jax.tree.map(flat, rollout.obs), action=flat(rollout.action),
                      log_prob=flat(rollout.log_prob), value=flat(rollout.value),
                      dist_params=jax.tree.map(flat, rollout.dist_params),
-                     advantages=flat(advantages), returns=flat(returns))
+                     advantages=flat(advantages), returns=flat(returns),
+                     action_mask=jax.tree.map(flat, rollout.action_mask))
 
 
 def loss(spec: Spec, params, batch: Minibatch, hp: HParams, kl_beta: jax.Array):
     """Policy objective + value loss − entropy bonus on ``batch``: ``(total, stats)``."""
     config = spec.config
     policy_out, value = spec.ac.network.apply(params, batch.obs)
-    dist = actor_critic.distribution(spec.ac, policy_out)
-    old_dist = actor_critic.distribution(spec.ac, batch.dist_params)
+    dist = actor_critic.distribution(spec.ac, policy_out, batch.action_mask)
+    old_dist = actor_critic.distribution(spec.ac, batch.dist_params, batch.action_mask)
     log_prob = dist.log_prob(batch.action)
     adv = batch.advantages
     if config.normalize_advantages:
@@ -363,8 +376,8 @@ def adapt_kl_beta_exponent(spec: Spec, params, data: Minibatch, hp: HParams,
                            exponent: jax.Array) -> jax.Array:
     """The paper's §4 rule on k: +1 (β doubles) if the batch's KL after the
     update exceeds 1.5 d_targ, −1 below d_targ/1.5; unchanged otherwise."""
-    new_dist = actor_critic.policy_distribution(spec.ac, params, data.obs)
-    d = actor_critic.distribution(spec.ac, data.dist_params).kl(new_dist).mean()
+    new_dist = actor_critic.policy_distribution(spec.ac, params, data.obs, data.action_mask)
+    d = actor_critic.distribution(spec.ac, data.dist_params, data.action_mask).kl(new_dist).mean()
     return exponent + jnp.log2(ops.adaptive_kl_beta(1.0, d, hp.kl_target))
 
 

@@ -13,6 +13,11 @@ What is static (network, optimiser, switches, sizes) is a :class:`QSpec`;
 the numbers (learning rate, τ, Huber δ, gradient bound) are read from the
 agent's ``hparams`` at every update, so a value changed in the state
 applies at once. Exploration is ε-greedy on linear ε schedules.
+
+Action masks (a flat bool ``mask [..., A]``, see :mod:`jaxrl.agents.masks`):
+the greedy action, ε-greedy's random action (uniform over the legal ones)
+and the bootstrap's max/argmax over a' range over legal actions only. A row
+with no legal action falls back to all of them (:func:`masks.legal_or_all`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import optax
 from flax import struct
 
 from jaxrl import ops, replay
+from jaxrl.agents import masks
 from jaxrl.agents.fields import TARGET_UPDATES  # noqa: F401  (public name of this module)
 from jaxrl.agents.off_policy import soft_update
 from jaxrl.networks import ACTIVATIONS
@@ -52,12 +58,26 @@ class QNetwork(nn.Module):
 # --------------------------------------------------------------------------- targets and loss
 
 
+def mask_q_values(q_values: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """``q_values`` with illegal actions at the dtype's lowest value, so no max
+    or argmax picks them (unchanged when ``mask`` is None)."""
+    if mask is None:
+        return q_values
+    return ops.masked_logits(q_values, masks.legal_or_all(mask))
+
+
+def greedy_action(q_values: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """argmax over the legal actions of each row."""
+    return jnp.argmax(mask_q_values(q_values, mask), axis=-1)
+
+
 def q_learning_targets(
     reward: jax.Array,
     discount: jax.Array,
     next_q_target: jax.Array,
     next_q_online: jax.Array,
     double: bool,
+    next_mask: jax.Array | None = None,
 ) -> jax.Array:
     """One-step Q-learning targets ``[N]`` from ``[N]`` rewards and discounts Γ
     and ``[N, A]`` action values at s'.
@@ -67,9 +87,12 @@ def q_learning_targets(
 
     Double DQN picks the action with the online network and evaluates it with
     the target network, which removes the max operator's upward bias.
+    With ``next_mask [N, A]`` both range over the legal actions at s' only.
     """
     chex.assert_rank([reward, discount, next_q_target, next_q_online], [1, 1, 2, 2])
     chex.assert_equal_shape([next_q_target, next_q_online])
+    next_q_target = mask_q_values(next_q_target, next_mask)
+    next_q_online = mask_q_values(next_q_online, next_mask)
     if double:
         best = jnp.argmax(next_q_online, axis=-1)
         next_value = jnp.take_along_axis(next_q_target, best[:, None], axis=-1)[:, 0]
@@ -85,7 +108,8 @@ def q_loss(params, target_params, apply_fn, batch: replay.Transition, hp, double
     q_taken = jnp.take_along_axis(q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     next_q_target = apply_fn(target_params, batch.next_obs)
     next_q_online = apply_fn(params, batch.next_obs)
-    targets = q_learning_targets(batch.reward, batch.discount, next_q_target, next_q_online, double)
+    targets = q_learning_targets(batch.reward, batch.discount, next_q_target, next_q_online, double,
+                                 batch.next_action_mask)
     loss = ops.huber_loss(q_taken, targets, hp.huber_delta)
     return loss, {"loss": loss, "q_mean": q_taken.mean()}
 
@@ -102,14 +126,21 @@ def linear_epsilon(env_steps: StepCounter | jax.Array, start, end, decay_steps) 
     return start + progress * (end - start)
 
 
-def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array) -> jax.Array:
+def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon: jax.Array,
+                   mask: jax.Array | None = None) -> jax.Array:
     """Per row of ``q_values [..., A]``: a uniform action with probability ε
-    (broadcast against the batch), else the greedy one."""
+    (broadcast against the batch), else the greedy one; both among the legal
+    actions of ``mask [..., A]`` when given."""
     k_explore, k_random = jax.random.split(key)
     batch_shape = q_values.shape[:-1]
     explore = jax.random.uniform(k_explore, batch_shape) < epsilon
-    random_action = jax.random.randint(k_random, batch_shape, 0, q_values.shape[-1])
-    return jnp.where(explore, random_action, jnp.argmax(q_values, axis=-1)).astype(jnp.int32)
+    if mask is None:
+        random_action = jax.random.randint(k_random, batch_shape, 0, q_values.shape[-1])
+    else:
+        # Equal logits on the legal actions: uniform over them.
+        uniform_logits = mask_q_values(jnp.zeros(q_values.shape, jnp.float32), mask)
+        random_action = jax.random.categorical(k_random, uniform_logits, axis=-1)
+    return jnp.where(explore, random_action, greedy_action(q_values, mask)).astype(jnp.int32)
 
 
 # --------------------------------------------------------------------------- the learner

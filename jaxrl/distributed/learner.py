@@ -38,16 +38,22 @@ def concatenate(trajectories: Sequence[impala.Trajectory]) -> impala.Trajectory:
     first = trajectories[0]
     fields = {}
     for name in first.__dataclass_fields__:
+        if getattr(first, name) is None:  # an optional field (no action mask)
+            fields[name] = None
+            continue
         axis = 0 if name == "next_obs" else 1
         fields[name] = np.concatenate([np.asarray(getattr(t, name)) for t in trajectories], axis)
     return impala.Trajectory(**fields)
 
 
-def trajectory_sharding(mesh) -> impala.Trajectory:
-    """Shardings that split a :class:`Trajectory` along B over ``mesh``."""
+def trajectory_sharding(mesh, example: impala.Trajectory | None = None) -> impala.Trajectory:
+    """Shardings that split a :class:`Trajectory` along B over ``mesh`` (None
+    for the fields ``example`` leaves out, such as an absent action mask)."""
     time_major = batch_sharded(mesh, batch_axis=1)
     names = impala.Trajectory.__dataclass_fields__
-    return impala.Trajectory(**{n: batch_sharded(mesh, 0) if n == "next_obs" else time_major
+    absent = set() if example is None else {n for n in names if getattr(example, n) is None}
+    return impala.Trajectory(**{n: None if n in absent else
+                                batch_sharded(mesh, 0) if n == "next_obs" else time_major
                                 for n in names})
 
 
@@ -55,11 +61,10 @@ def make_update(learner: impala.Learner, mesh):
     """The learner step, data-parallel over ``mesh``: the batch is split along
     B, parameters and optimiser state are replicated, and XLA all-reduces the
     gradient (the loss is a mean over the whole batch)."""
-    traj_sharding = trajectory_sharding(mesh)
     update = jax.jit(learner.update, out_shardings=replicated(mesh))
 
     def step(params, opt_state, hparams, traj: impala.Trajectory, iteration: int):
-        traj = jax.device_put(traj, traj_sharding)
+        traj = jax.device_put(traj, trajectory_sharding(mesh, traj))
         return update(params, opt_state, hparams, traj, np.int32(iteration))
 
     return step

@@ -7,6 +7,8 @@ vmappable. A user composing losses needs only ``from jaxrl import ops``.
 from jaxrl.ops.distributions import (
     Categorical,
     DiagGaussian,
+    FactorisedCategorical,
+    JointCategorical,
     categorical_entropy,
     categorical_kl,
     categorical_log_prob,
@@ -17,6 +19,9 @@ from jaxrl.ops.distributions import (
     gaussian_log_prob,
     gaussian_mode,
     gaussian_sample,
+    joint_logits,
+    masked_logits,
+    split_logits,
     tanh_gaussian_log_prob,
     tanh_gaussian_sample,
 )
@@ -94,6 +99,11 @@ __all__ = [
     # distributions
     "Categorical",
     "DiagGaussian",
+    "FactorisedCategorical",
+    "JointCategorical",
+    "joint_logits",
+    "masked_logits",
+    "split_logits",
     "categorical_entropy",
     "categorical_kl",
     "categorical_log_prob",

@@ -1,4 +1,6 @@
-"""Small action-distribution helpers: categorical, diagonal Gaussian, tanh-Gaussian.
+"""Small action-distribution helpers: categorical, diagonal Gaussian, tanh-Gaussian,
+and for MultiDiscrete actions a factorised categorical (and its joint form
+under a joint action mask); :func:`masked_logits` applies an action mask.
 
 Functions take the distribution's parameters as plain arrays and work over
 any leading batch shape; the event axis (actions of a categorical's logits,
@@ -231,3 +233,160 @@ class DiagGaussian:
 
     def mode(self) -> Array:
         return gaussian_mode(self.mean, self.log_std)
+
+
+# --------------------------------------------------------------------------
+# Action masks and several discrete choices taken together (MultiDiscrete)
+
+
+def masked_logits(logits: Array, mask: Array) -> Array:
+    """``logits`` with the actions where ``mask`` is False set to the dtype's
+    lowest finite value, so softmax gives them probability 0.
+
+    A finite value, not −inf: an all-False row then stays a (uniform)
+    distribution instead of NaN, and the safe log-softmax above keeps
+    entropies and KLs finite. The gradient never reaches a masked logit.
+    """
+    return jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
+
+
+def split_logits(logits: Array, nvec: tuple[int, ...]) -> list[Array]:
+    """``[..., sum(nvec)]`` logits as one ``[..., nvec[i]]`` block per dimension."""
+    bounds = [sum(nvec[:i]) for i in range(1, len(nvec))]
+    return jnp.split(logits, bounds, axis=-1)
+
+
+def factorised_log_prob(logits: Array, nvec: tuple[int, ...], actions: Array) -> Array:
+    """Σ_i log softmax(logits_i)[actions[..., i]]: independent dimensions."""
+    actions = jnp.asarray(actions)
+    return sum(categorical_log_prob(block, actions[..., i])
+               for i, block in enumerate(split_logits(logits, nvec)))
+
+
+def factorised_entropy(logits: Array, nvec: tuple[int, ...]) -> Array:
+    """Σ_i H[p_i]: the entropy of independent dimensions adds up."""
+    return sum(categorical_entropy(block) for block in split_logits(logits, nvec))
+
+
+def factorised_kl(logits_p: Array, logits_q: Array, nvec: tuple[int, ...]) -> Array:
+    """Σ_i KL[p_i ‖ q_i]: so does the KL of independent dimensions."""
+    return sum(categorical_kl(p, q)
+               for p, q in zip(split_logits(logits_p, nvec), split_logits(logits_q, nvec)))
+
+
+def factorised_sample_from_noise(logits: Array, nvec: tuple[int, ...], noise: Array) -> Array:
+    """Gumbel-max in every dimension: actions ``[..., len(nvec)]``."""
+    return factorised_mode(logits + noise, nvec)
+
+
+def factorised_mode(logits: Array, nvec: tuple[int, ...]) -> Array:
+    """The most probable action of every dimension, ``[..., len(nvec)]``."""
+    return jnp.stack([jnp.argmax(block, axis=-1) for block in split_logits(logits, nvec)], axis=-1)
+
+
+def joint_logits(logits: Array, nvec: tuple[int, ...]) -> Array:
+    """Logits ``[..., prod(nvec)]`` of every combination of choices (row-major,
+    like ``jnp.ravel_multi_index``): the sum of its dimensions' logits, so
+    the softmax over them is the factorised distribution."""
+    blocks = split_logits(logits, nvec)
+    batch_shape = logits.shape[:-1]
+    total = jnp.zeros(batch_shape + tuple(nvec), logits.dtype)
+    for i, block in enumerate(blocks):
+        shape = batch_shape + tuple(n if j == i else 1 for j, n in enumerate(nvec))
+        total = total + block.reshape(shape)
+    return total.reshape(batch_shape + (-1,))
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["logits"],
+                   meta_fields=["nvec"])
+@dataclasses.dataclass(frozen=True)
+class FactorisedCategorical:
+    """Independent categoricals over ``len(nvec)`` dimensions (a MultiDiscrete
+    action space): ``logits [..., sum(nvec)]`` hold dimension ``i``'s block
+    after those of dimensions ``< i``; actions are ``[..., len(nvec)]``.
+    Log-probs, entropies and KLs sum over dimensions. Per-dimension action
+    masks are masked logits (:func:`masked_logits` on the flat mask)."""
+
+    logits: Array
+    nvec: tuple[int, ...]
+
+    @staticmethod
+    def noise(key: Array, shape: tuple[int, ...]) -> Array:
+        """Standard Gumbel noise of ``shape`` (batch shape + ``[sum(nvec)]``)."""
+        return jax.random.gumbel(key, shape)
+
+    def sample(self, key: Array) -> Array:
+        return self.sample_from_noise(self.noise(key, self.logits.shape))
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        return factorised_sample_from_noise(self.logits, self.nvec, noise)
+
+    def log_prob(self, actions: Array) -> Array:
+        return factorised_log_prob(self.logits, self.nvec, actions)
+
+    def sample_and_log_prob(self, key: Array) -> tuple[Array, Array]:
+        actions = self.sample(key)
+        return actions, self.log_prob(actions)
+
+    def entropy(self) -> Array:
+        return factorised_entropy(self.logits, self.nvec)
+
+    def kl(self, other: FactorisedCategorical) -> Array:
+        """KL[self ‖ other]."""
+        return factorised_kl(self.logits, other.logits, self.nvec)
+
+    def mode(self) -> Array:
+        return factorised_mode(self.logits, self.nvec)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["logits"],
+                   meta_fields=["nvec"])
+@dataclasses.dataclass(frozen=True)
+class JointCategorical:
+    """A categorical over every combination of a MultiDiscrete's choices:
+    ``logits [..., prod(nvec)]`` (row-major), actions ``[..., len(nvec)]``.
+
+    The distribution of a factorised policy under a *joint* action mask
+    (which legal combinations exist cannot be split per dimension):
+    ``masked_logits(joint_logits(logits, nvec), mask)`` is the factorised
+    distribution restricted to the legal combinations and renormalised, with
+    exact log-probs, entropy and KL."""
+
+    logits: Array
+    nvec: tuple[int, ...]
+
+    @staticmethod
+    def noise(key: Array, shape: tuple[int, ...]) -> Array:
+        """Standard Gumbel noise of ``shape`` (batch shape + ``[prod(nvec)]``)."""
+        return jax.random.gumbel(key, shape)
+
+    def _unravel(self, index: Array) -> Array:
+        return jnp.stack(jnp.unravel_index(index, self.nvec), axis=-1).astype(jnp.int32)
+
+    def _ravel(self, actions: Array) -> Array:
+        actions = jnp.asarray(actions).astype(jnp.int32)
+        return jnp.ravel_multi_index(tuple(actions[..., i] for i in range(len(self.nvec))),
+                                     self.nvec, mode="clip")
+
+    def sample(self, key: Array) -> Array:
+        return self._unravel(categorical_sample(key, self.logits))
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        return self._unravel(jnp.argmax(self.logits + noise, axis=-1))
+
+    def log_prob(self, actions: Array) -> Array:
+        return categorical_log_prob(self.logits, self._ravel(actions))
+
+    def sample_and_log_prob(self, key: Array) -> tuple[Array, Array]:
+        actions = self.sample(key)
+        return actions, self.log_prob(actions)
+
+    def entropy(self) -> Array:
+        return categorical_entropy(self.logits)
+
+    def kl(self, other: JointCategorical) -> Array:
+        """KL[self ‖ other]."""
+        return categorical_kl(self.logits, other.logits)
+
+    def mode(self) -> Array:
+        return self._unravel(categorical_mode(self.logits))

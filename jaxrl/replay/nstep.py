@@ -34,6 +34,9 @@ class Transition:
       discount: Γ, the discount applied to the bootstrap value (γ^m, or 0
         after a termination).
       next_obs: the observation to bootstrap from.
+      next_action_mask: the legal actions at ``next_obs`` (a flat bool mask,
+        see :mod:`jaxrl.agents.masks`), which a bootstrap's max ranges over;
+        None for an env without action masks.
     """
 
     obs: jax.Array
@@ -41,6 +44,7 @@ class Transition:
     reward: jax.Array
     discount: jax.Array
     next_obs: jax.Array
+    next_action_mask: jax.Array | None = None
 
 
 def n_step_transitions(steps: Transition, episode_end: jax.Array, n: int) -> Transition:
