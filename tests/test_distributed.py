@@ -23,7 +23,7 @@ from xla_env import with_host_devices
 from jaxrl import envs
 from jaxrl.agents import ppo
 from jaxrl.cli import main
-from jaxrl.distributed import data_parallel, make_mesh, multihost
+from jaxrl.distributed import make_mesh, multihost
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,38 +163,6 @@ def test_dppo_on_2_and_4_devices_equals_single_device_ppo_and_cli_devices(tmp_pa
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["env_steps"] == 64 and summary["iterations"] == 4
     assert len((out_dir / "metrics.csv").read_text().splitlines()) == 1 + 4
-
-
-IMPALA_SCRIPT = textwrap.dedent(
-    """
-    import json, jax, numpy as np
-    from jaxrl import envs
-    from jaxrl.agents import impala
-    from jaxrl.distributed import data_parallel, make_mesh
-
-    env, env_params = envs.make("CartPole-v1")
-    single = impala.make(env, env_params, impala.Config(num_envs=4, rollout_len=4, policy_lag=2,
-                                                        hidden_sizes=(8,)))
-    def train(agent):
-        run = jax.jit(lambda k: jax.lax.scan(lambda s, _: agent.step(s), agent.init(k), length=3))
-        return run(jax.random.PRNGKey(0))[0]
-    one, two = train(single), train(data_parallel(single, make_mesh(2)))
-    print(json.dumps({
-        "param_diff": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                          for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params))),
-        "obs_shard_rows": [s.data.shape[0] for s in two.obs.addressable_shards],
-    }))
-    """
-)
-
-
-@pytest.mark.slow
-def test_the_same_wrapper_makes_impala_data_parallel():
-    result = subprocess.run([sys.executable, "-c", IMPALA_SCRIPT], cwd=REPO, env=_environ(2),
-                            capture_output=True, text=True, timeout=110)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = _last_json(result.stdout)
-    assert out["obs_shard_rows"] == [2, 2] and out["param_diff"] < 1e-5
 
 
 # ---------------------------------------------------------------- several processes

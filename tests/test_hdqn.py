@@ -230,7 +230,7 @@ def test_run_episodes_counts_goals(short_run):
 
 # --------------------------------------------------------------------------- learning
 
-ITERATIONS = 10_000  # x 8 envs = 8·10^4 env steps, about 10^4 episodes
+ITERATIONS = 5_000  # x 8 envs = 4·10^4 env steps, about 5·10^3 episodes
 
 
 def last_episodes_mean(metrics, n=1_000):
@@ -246,7 +246,7 @@ def test_hdqn_beats_flat_dqn_on_the_decision_process():
     env, env_params = envs.make("DecisionProcess-v0")
     key = jax.random.PRNGKey(0)
     h_agent = hdqn.make(env, env_params, hdqn.Config(num_envs=8, learning_starts=500,
-                                                      meta_exploration_steps=40_000))
+                                                      meta_exploration_steps=ITERATIONS * 4))
     h_state, h_metrics = jax.jit(lambda k: jax.lax.scan(
         lambda s, _: h_agent.step(s), h_agent.init(k), length=ITERATIONS))(key)
     flat = dqn.make(env, env_params, dqn.Config(

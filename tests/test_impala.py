@@ -239,6 +239,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
     import json, warnings, jax, jax.numpy as jnp, numpy as np
     from jaxrl import envs
     from jaxrl.agents import impala
+    from jaxrl.distributed import data_parallel, make_mesh
 
     env, env_params = envs.make("CartPole-v1")
     agent = impala.make(env, env_params, impala.Config(num_envs=4, rollout_len=4, policy_lag=2,
@@ -254,6 +255,12 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
     diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params)))
     hlo = jax.jit(agent.step).lower(sharded).compile().as_text()
+    # The public wrapper (the one DPPO uses) places the state the same way.
+    wrapped = data_parallel(agent, make_mesh(2))
+    three, _ = jax.jit(lambda s: jax.lax.scan(lambda s, _: wrapped.step(s), s, length=3))(
+        wrapped.init(jax.random.PRNGKey(0)))
+    wrapper_diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                       for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(three.params)))
     try:
         impala.shard_state(impala.make(env, env_params, impala.Config(num_envs=3)).init(
             jax.random.PRNGKey(0)), mesh)
@@ -267,6 +274,8 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
         "params_replicated": all(x.sharding.is_fully_replicated for x in jax.tree.leaves(two.params)),
         "params_devices": len(jax.tree.leaves(two.params)[0].sharding.device_set),
         "param_diff": diff,
+        "wrapper_diff": wrapper_diff,
+        "wrapper_obs_shard_rows": [s.data.shape[0] for s in three.obs.addressable_shards],
         "all_reduce": "all-reduce" in hlo,
         "error": error,
         "deprecated": [str(w.message) for w in caught if w.category is DeprecationWarning],
@@ -289,6 +298,8 @@ def test_learner_is_data_parallel_over_two_devices():
     assert out["params_replicated"] and out["params_devices"] == 2
     assert out["all_reduce"]
     assert out["param_diff"] < 1e-5
+    # jaxrl.distributed.data_parallel, the wrapper DPPO uses, gives the same run.
+    assert out["wrapper_obs_shard_rows"] == [2, 2] and out["wrapper_diff"] < 1e-5
     assert "num_envs=3" in out["error"] and "number of devices (2)" in out["error"]
     # shard_state is the deprecated spelling of data_parallel's placement.
     assert len(out["deprecated"]) == 1 and "data_parallel" in out["deprecated"][0]

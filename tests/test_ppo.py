@@ -4,7 +4,6 @@ The probes and the sweep it shares with IMPALA are in test_actor_critic.py."""
 
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -143,15 +142,18 @@ def evaluate_after_training(env_id, config, iterations, seeds=(0, 1, 2, 3), epis
     return np.asarray(evaluate(states)), np.asarray(curves)
 
 
-# The defaults are the task: both objectives solve CartPole-v1 in 5·10^5 steps
-# with every other setting left alone (benchmarks/ppo_learning.py, 4 seeds).
-CARTPOLE = ppo.Config(total_steps=500_000)
+# The defaults are the task: both objectives solve CartPole-v1 with every
+# setting but the run's length left alone (the learning rate anneals over the
+# run). The clipped objective does it in half the default 5·10^5 steps;
+# kl_adaptive, at 2.5·10^5, left two seeds of four short, so it gets the whole
+# default run (benchmarks/ppo_learning.py runs both at 5·10^5, 4 seeds).
+STEPS_TO_SOLVE = {"clip": 250_000, "kl_adaptive": 500_000}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", ["clip", "kl_adaptive"])
+@pytest.mark.parametrize("objective", sorted(STEPS_TO_SOLVE))
 def test_cartpole_solved(objective):
-    config = dataclasses.replace(CARTPOLE, objective=objective)
+    config = ppo.Config(objective=objective, total_steps=STEPS_TO_SOLVE[objective])
     iterations = config.total_steps // (config.num_envs * config.rollout_len)
     returns, curves = evaluate_after_training("CartPole-v1", config, iterations)
     # A seed in twenty misses (benchmarks/README.md): three of four must solve it.
