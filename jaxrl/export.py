@@ -93,9 +93,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, seed: int 
     with ``force``). Returns the description written to policy.json.
     Every check happens before anything is compiled or written."""
     from jaxrl.run import rundir
-    from jaxrl.run.policy import check_seed, load_saved_policy
+    from jaxrl.run.policy import check_feed_forward, check_seed, load_saved_policy
 
-    check_seed(rundir.load_config(run_dir), seed, "--seed (seed)")
+    saved = rundir.load_config(run_dir)
+    check_seed(saved, seed, "--seed (seed)")
+    check_feed_forward(saved)
     check_export_dir(out, force=force)
     policy = load_saved_policy(run_dir, seed)
     exported, leaves, names = export_policy(policy.agent, policy.params)

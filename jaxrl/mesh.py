@@ -26,8 +26,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = "data"
 """The mesh axis that environments, trajectories and minibatches split over."""
 
-ENV_FIELDS = ("env_state", "obs")
-"""State fields that hold one entry per environment (PPO, IMPALA, A2C-style)."""
+ENV_FIELDS = ("env_state", "obs", "core_carry")
+"""State fields that hold one entry per environment (PPO, IMPALA, A2C-style;
+``core_carry``: a recurrent core's state)."""
 
 PyTree = Any
 

@@ -53,7 +53,7 @@ def _train_fn(agent):
     return jax.jit(jax.vmap(one))
 
 
-@pytest.fixture(scope="module", params=sorted(tiny_agents.TINY))
+@pytest.fixture(scope="module", params=tiny_agents.CONTRACT)
 def contract(request):
     agent = tiny_agents.make(request.param)
     return Contract(request.param, agent, _train_fn(agent))

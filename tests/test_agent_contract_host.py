@@ -16,7 +16,7 @@ from jaxrl import envs, run
 from jaxrl.run import preemption
 
 
-@pytest.fixture(scope="module", params=sorted(tiny_agents.TINY))
+@pytest.fixture(scope="module", params=tiny_agents.CONTRACT)
 def agent(request):
     return tiny_agents.make(request.param)
 
@@ -32,11 +32,19 @@ def test_act_returns_one_action_of_the_env_shape(agent):
     expected = envs.action_shape(agent.env, agent.env_params)
     params = agent.policy_params(state)
     act = jax.jit(agent.act, static_argnames="deterministic")
+    # A recurrent policy takes its state and returns it beside the action.
+    recurrent = agent.initial_carry is not None
+    carry = dict(carry=agent.initial_carry()) if recurrent else {}
     for deterministic in (False, True):
-        action = act(params, obs, jax.random.PRNGKey(1), deterministic=deterministic)
+        action = act(params, obs, jax.random.PRNGKey(1), deterministic=deterministic, **carry)
+        if recurrent:
+            action, after = action
+            assert jax.tree.map(jnp.shape, after) == jax.tree.map(jnp.shape, carry["carry"])
         assert action.shape == expected, (deterministic, action.shape)
-    batch = jax.vmap(lambda o, k: agent.act(params, o, k))(
-        jnp.zeros((3, *obs_shape)), jax.random.split(jax.random.PRNGKey(2), 3))
+    carries = dict(carry=agent.initial_carry((3,))) if recurrent else {}
+    batch = jax.vmap(lambda o, k, c: agent.act(params, o, k, **c))(
+        jnp.zeros((3, *obs_shape)), jax.random.split(jax.random.PRNGKey(2), 3), carries)
+    batch = batch[0] if recurrent else batch
     assert batch.shape == (3, *expected)
 
 

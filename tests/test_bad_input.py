@@ -20,7 +20,7 @@ import pytest
 from cli_helpers import assert_usage_error, run_cli
 
 from jaxrl import envs, ops, run
-from jaxrl.agents import ddpg, dqn, impala, ppo, reward_model
+from jaxrl.agents import ddpg, dqn, hdqn, impala, ppo, reward_model
 from jaxrl.run import rundir
 
 TINY = ["--set", "num_envs=2", "--set", "rollout_len=4", "--set", "eval_max_steps=8"]
@@ -205,6 +205,15 @@ API_CASES = [
     ("Config huge lr", lambda: ddpg.Config(actor_learning_rate=5.0), ["ddpg.Config.actor_learning_rate=5.0", "(0, 1]"]),
     ("Config tuple item", lambda: impala.Config(hidden_sizes=(64, "a")), ["impala.Config.hidden_sizes"]),
     ("rm-ppo names itself", lambda: reward_model.Config(learning_rate=2.0), ["rm-ppo.Config.learning_rate=2.0"]),
+    ("Config unknown torso", lambda: dqn.Config(torso="resnet").validate(), ["dqn.Config.torso='resnet'", "impala_resnet"]),
+    ("image torso on vectors", lambda: dqn.make(*envs.make("CartPole-v1"), dqn.Config(torso="nature_cnn")),
+     ["dqn.Config.torso='nature_cnn'", "('auto', 'mlp')", "shape (4,)", "takes images (H, W, C)"]),
+    ("image torso on vectors, ppo", lambda: ppo.make(*envs.make("CartPole-v1"), ppo.Config(torso="impala_resnet")),
+     ["ppo.Config.torso='impala_resnet'", "shape (4,)"]),
+    ("image too small for torso", lambda: hdqn.make(
+        *envs.make("Probe-PixelCue-v0", size=8), hdqn.Config(torso="nature_cnn"),
+        goals=hdqn.GoalSpec(("any",), lambda obs, goal: True)),
+     ["hdqn.Config.torso='nature_cnn'", "shape (8, 8, 1)", "at least 36x36", "'impala_resnet'"]),
 ]
 
 

@@ -24,6 +24,9 @@ PROBE_IDS = [
     "Probe-ActionDependentReward-v0",
     "Probe-ContinuousAction-v0",
     "Probe-Truncation-v0",
+    "Probe-RememberCue-v0",
+    "Probe-PixelCue-v0",
+    "CartPole-v1-no-velocity",
 ]
 
 
@@ -429,6 +432,100 @@ def test_probe_truncation_never_terminates_and_truncates_at_the_limit():
     assert all(reward == 1.0 and not terminated for _, reward, terminated, _, _ in steps)
     short = play("Probe-Truncation-v0", [0] * 3, max_steps_in_episode=3)
     assert [truncated for *_, truncated, _ in short] == [False, False, True]
+
+
+# --------------------------------------------------------------------------
+# Memory probes
+
+
+def first_episodes(env_id, policy, num_episodes=64, **kwargs):
+    """Returns ``[N]`` of the first episodes of ``policy(first_obs, obs) ->
+    actions`` (a policy shown the episode's first observation at every step:
+    perfect memory of it), and the observations it acted on ``[T, N, ...]``."""
+    env, params = envs.make(env_id, **kwargs)
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(KEY, num_episodes), params)
+    first, returns, done, seen = obs, np.zeros(num_episodes), np.zeros(num_episodes, bool), []
+    for t in range(20):
+        seen.append(np.asarray(obs))
+        keys = jax.random.split(jax.random.fold_in(KEY, t), num_episodes)
+        obs, state, reward, terminated, truncated, _ = step(keys, state, policy(first, obs), params)
+        returns += np.where(done, 0.0, np.asarray(reward))
+        done |= np.asarray(terminated | truncated)
+        if done.all():
+            return returns, np.stack(seen)
+    raise AssertionError(f"{env_id}: episodes still running after 20 steps")
+
+
+def always(action):
+    return lambda first, obs: jnp.full(obs.shape[0], action, jnp.int32)
+
+
+def test_remember_cue_pays_memory_one_and_a_blind_policy_chance():
+    remember = lambda first, obs: (first[:, 0] > 0).astype(jnp.int32)  # noqa: E731
+    returns, seen = first_episodes("Probe-RememberCue-v0", remember, delay=3)
+    np.testing.assert_array_equal(returns, 1.0)
+    cue = seen[0, :, 0]
+    assert set(cue.tolist()) == {-1.0, 1.0} and seen.shape[0] == 4  # cue, then 3 blanks
+    # Every observation after the first is [0.] whatever the cue, so a
+    # feed-forward policy's last action ignores the cue: it earns what a
+    # constant policy does, 1 on the episodes whose cue it happens to name.
+    np.testing.assert_array_equal(seen[1:], 0.0)
+    left, _ = first_episodes("Probe-RememberCue-v0", always(0), delay=3)
+    np.testing.assert_array_equal(left, cue < 0)
+    assert 0.3 < left.mean() < 0.7
+
+
+def test_pixel_cue_is_a_uint8_image_an_encoder_can_read():
+    env, params = envs.make("Probe-PixelCue-v0")
+    space = env.observation_space(params)
+    assert space.shape == (36, 36, 1) and space.dtype == jnp.uint8
+    right_lit = lambda first, obs: (obs[:, 0, -1, 0] > 0).astype(jnp.int32)  # noqa: E731
+    returns, seen = first_episodes("Probe-PixelCue-v0", right_lit)
+    np.testing.assert_array_equal(returns, 1.0)
+    assert seen.dtype == np.uint8 and set(np.unique(seen).tolist()) == {0, 255}
+    # One half lit: 18 columns of 255 in every first frame.
+    np.testing.assert_array_equal((seen[0] == 255).sum(axis=(1, 2, 3)), 36 * 18)
+    blind, _ = first_episodes("Probe-PixelCue-v0", always(1))
+    np.testing.assert_array_equal(blind, seen[0, :, 0, -1, 0] > 0)
+    # With a delay, later frames are black: the same memory task in pixels.
+    remember = lambda first, obs: (first[:, 0, -1, 0] > 0).astype(jnp.int32)  # noqa: E731
+    returns, seen = first_episodes("Probe-PixelCue-v0", remember, size=4, delay=2)
+    np.testing.assert_array_equal(returns, 1.0)
+    np.testing.assert_array_equal(seen[1:], 0)
+
+
+def test_memory_chain_is_reachable_and_needs_memory():
+    # bsuite's MemoryChain (gymnax): the context (±1 in obs[2]) is shown at
+    # the start only; the last step pays +1 for naming it, −1 otherwise.
+    remember = lambda first, obs: (first[:, 2] > 0).astype(jnp.int32)  # noqa: E731
+    returns, seen = first_episodes("MemoryChain-bsuite", remember)
+    np.testing.assert_array_equal(returns, 1.0)
+    np.testing.assert_array_equal(seen[-1, :, 2], 0.0)  # the context is gone when it is asked for
+    blind, _ = first_episodes("MemoryChain-bsuite", always(0))
+    np.testing.assert_array_equal(blind, np.where(seen[0, :, 2] > 0, -1.0, 1.0))
+    assert abs(blind.mean()) < 0.4
+
+
+def test_cartpole_without_velocities_masks_obs_and_final_observation():
+    masked, params = envs.make("CartPole-v1-no-velocity", max_steps_in_episode=5)
+    full, _ = envs.make("CartPole-v1")
+    assert masked.name == "CartPole-v1-no-velocity"
+    assert envs.observation_shape(masked, params) == (2,)
+    obs, state = masked.reset(KEY, params)
+    full_obs, full_state = full.reset(KEY, params)
+    np.testing.assert_array_equal(obs, full_obs[jnp.array([0, 2])])  # (x, theta)
+    for t, action in enumerate([0, 1, 0, 1, 0]):
+        key = jax.random.PRNGKey(t)
+        obs, state, reward, terminated, truncated, info = masked.step(key, state, action, params)
+        full_obs, full_state, *_, full_info = full.step(key, full_state, action, params)
+        assert obs.shape == (2,) and info["final_observation"].shape == (2,)
+        np.testing.assert_array_equal(obs, full_obs[jnp.array([0, 2])])
+        np.testing.assert_array_equal(info["final_observation"],
+                                      full_info["final_observation"][jnp.array([0, 2])])
+    # The time limit truncates, never terminates; auto-reset replaced obs.
+    assert bool(truncated) and not bool(terminated)
+    assert not np.array_equal(obs, info["final_observation"])
 
 
 # --------------------------------------------------------------------------

@@ -215,7 +215,7 @@ def test_config_errors_name_the_field(field, value):
         ("rmsprop_eps", 0.0, "a positive number"),
         ("baseline_cost", -0.5, "a number >= 0"),
         ("vtrace_lambda", 1.5, "a number in [0, 1]"),
-        ("torso", "resnet", "one of ('auto', 'mlp', 'minatar_cnn')"),
+        ("torso", "resnet", "one of ('auto', 'mlp', 'minatar_cnn', 'nature_cnn', 'impala_resnet')"),
     ],
 )
 def test_config_errors_say_what_is_allowed(field, value, allowed):

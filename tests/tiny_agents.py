@@ -1,5 +1,7 @@
 """Every registered agent in its smallest useful configuration, for the
-contract tests (test_agent_contract*.py). A new agent adds its line here."""
+contract tests (test_agent_contract*.py). A new agent adds its line here;
+:data:`VARIANTS` adds configurations whose state or acting differ (recurrent
+cores), which the contract covers too."""
 
 from __future__ import annotations
 
@@ -32,9 +34,23 @@ TINY = {
 }
 
 
+# variant name -> (agent name, what it changes in the agent's tiny config).
+# (IMPALA's recurrent state is the same kind of leaf in the same place; its
+# replay is checked in test_recurrent.py, which is cheaper than a second
+# contract run.)
+VARIANTS = {
+    "ppo-gru": ("ppo", dict(core="gru", core_size=8)),
+}
+
+# What the contract tests run: every agent, then every variant.
+CONTRACT = sorted(TINY) + sorted(VARIANTS)
+
+
 def make(name: str) -> agents.Agent:
-    """Agent ``name`` on its env with its tiny config."""
+    """Agent (or variant) ``name`` on its env with its tiny config."""
+    name, changes = VARIANTS.get(name, (name, {}))
     env_id, values = TINY[name]
+    values = {**values, **changes}
     module = agents.get(name)
     env, env_params = envs.make(env_id)
     return module.make(env, env_params, module.Config(**values))

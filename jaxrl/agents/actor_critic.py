@@ -18,6 +18,14 @@ and ``MultiDiscrete`` (a factorised categorical: the head outputs
 (:mod:`jaxrl.agents.masks`) is split from each observation where it enters
 (:func:`split_observation`) and masks the logits of every distribution built
 from it (:func:`distribution`): in sampling, log-probs, entropies and KLs.
+
+Recurrent cores (``config.core`` of ``lstm`` or ``gru``): the network is a
+:class:`jaxrl.networks.RecurrentActorCritic`, whose state (the *carry*,
+``[B, ...]``) the agents keep in their state and reset to zeros where an
+episode ends, after the step that ended it, so that the first observation of
+the next episode meets a fresh state. :func:`unroll` replays a rollout
+``[T, B, ...]`` from its start carry with the same resets (truncated BPTT over
+the rollout). ``act`` then takes and returns the carry (:func:`act`).
 """
 
 from __future__ import annotations
@@ -28,10 +36,16 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl import envs, ops
-from jaxrl.agents import base, masks
+from jaxrl import envs, networks, ops
+from jaxrl.agents import base, fields, masks
 from jaxrl.agents.base import Agent
-from jaxrl.networks import ActorCritic, leaf_shapes
+from jaxrl.networks import (
+    ActorCritic,
+    RecurrentActorCritic,
+    initial_core_carry,
+    leaf_shapes,
+    reset_core_carry,
+)
 
 ACTION_SPACES = ("discrete", "continuous", envs.MULTI_DISCRETE)
 
@@ -57,6 +71,9 @@ class Spec(struct.PyTreeNode):
       env_params: the env's parameters (for evaluation).
       nvec: a MultiDiscrete's choices per dimension (None otherwise).
       mask: how observations carry an action mask (kind None: they don't).
+      core: the recurrent core (``"none"``: feed-forward, ``network`` is an
+        :class:`ActorCritic`; else a :class:`RecurrentActorCritic`).
+      core_size: the core's units (0 without a core).
     """
 
     network: ActorCritic = static_field()
@@ -67,6 +84,12 @@ class Spec(struct.PyTreeNode):
     env_params: Any = static_field()
     nvec: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
     mask: masks.MaskLayout = struct.field(pytree_node=False, default=masks.NO_MASK)
+    core: str = struct.field(pytree_node=False, default="none")
+    core_size: int = struct.field(pytree_node=False, default=0)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.core != "none"
 
     @property
     def joint(self) -> bool:
@@ -83,9 +106,7 @@ class Spec(struct.PyTreeNode):
 
 def resolve_torso(torso: str, obs_shape: tuple[int, ...]) -> str:
     """``"auto"`` picks the MinAtar CNN for image (H, W, C) observations, else an MLP."""
-    if torso == "auto":
-        return "minatar_cnn" if len(obs_shape) == 3 else "mlp"
-    return torso
+    return networks.resolve_torso(torso, obs_shape)
 
 
 def build(env, env_params, config) -> Spec:
@@ -103,27 +124,112 @@ def build(env, env_params, config) -> Spec:
         action_dim = action_space.n
     else:
         action_dim = int(jnp.prod(jnp.array(action_space.shape)))
-    network = ActorCritic(
+    core = getattr(config, "core", "none")
+    core_size = config.core_size if core != "none" else 0
+    network_kwargs = dict(
         action_dim=action_dim,
         discrete=discrete,
         hidden_sizes=tuple(config.hidden_sizes),
         activation=config.activation,
         # A Dict observation's encoder convolves its image keys unless torso is "mlp".
-        torso=config.torso if dict_shapes is not None else resolve_torso(config.torso, obs_shape),
+        torso=fields.torso_for(config, obs_shape),
         obs_ndim=len(obs_shape) if dict_shapes is None else 1,
         dict_shapes=dict_shapes,
     )
+    if core == "none":
+        network = ActorCritic(**network_kwargs)
+    else:
+        network = RecurrentActorCritic(core=core, core_size=core_size, **network_kwargs)
     act_env = env if discrete else envs.RescaleAction(env)
     return Spec(network=network, discrete=discrete, action_dim=action_dim, obs_shape=obs_shape,
                 act_env=act_env, env_params=env_params, nvec=nvec,
-                mask=masks.mask_layout(env, env_params))
+                mask=masks.mask_layout(env, env_params), core=core, core_size=core_size)
 
 
 def init_params(ac: Spec, key: jax.Array) -> Any:
     """Fresh network parameters."""
     example = jax.tree.map(lambda shape: jnp.zeros(shape, jnp.float32), ac.obs_shape,
                            is_leaf=lambda x: isinstance(x, tuple))
+    if ac.recurrent:
+        return ac.network.init(key, initial_carry(ac), example)
     return ac.network.init(key, example)
+
+
+# ---------------------------------------------------------------- recurrent cores
+
+
+def initial_carry(ac: Spec, batch_shape: tuple[int, ...] = ()) -> Any:
+    """The core's zero state for ``batch_shape`` sequences (what every episode starts from)."""
+    return initial_core_carry(ac.core, ac.core_size, batch_shape)
+
+
+def reset_carry(carry: Any, episode_end: jax.Array) -> Any:
+    """``carry`` set back to the initial state where ``episode_end`` ``[B]``."""
+    return reset_core_carry(carry, episode_end)
+
+
+def embed(ac: Spec, params: Any, obs: Any) -> jax.Array:
+    """The core's inputs for network observations with any leading axes: the
+    embedding projected onto the core's gates, the part of the core that does
+    not depend on its state (so a rollout's is one batched product)."""
+    return ac.network.apply(params, obs, method="embed")
+
+
+def core_step(ac: Spec, params: Any, carry: Any, features: jax.Array) -> tuple[Any, jax.Array]:
+    """One step of the core: ``(carry after, core output)``."""
+    return ac.network.apply(params, carry, features, method="core_step")
+
+
+def heads(ac: Spec, params: Any, hidden: jax.Array) -> tuple[Any, jax.Array]:
+    """``(policy_out, value)`` of core outputs with any leading axes."""
+    return ac.network.apply(params, hidden, method="heads")
+
+
+def unroll(ac: Spec, params: Any, carry: Any, obs: Any, episode_end: jax.Array):
+    """The core run over network observations ``[T, B, ...]`` from ``carry``
+    ``[B, ...]``, reset after every step where ``episode_end`` ``[T, B]`` (as
+    the collection did). Returns ``(carry after the last step (reset where it
+    ended an episode), core outputs [T, B, core_size], the carry after each
+    step before its reset [T, B, ...])``; the last two are what the value of
+    a step's true next observation needs (:func:`next_step_values`).
+
+    The embedding (with the core's input projection) and the heads run
+    batched over all ``T * B`` steps; only the core's recurrent half is
+    sequential."""
+    features = embed(ac, params, obs)
+
+    def one_step(carry, inputs):
+        x, end = inputs
+        carry, hidden = core_step(ac, params, carry, x)
+        return reset_carry(carry, end), (hidden, carry)
+
+    carry, (hidden, carries) = jax.lax.scan(one_step, carry, (features, episode_end))
+    return carry, hidden, carries
+
+
+def sequence_outputs(ac: Spec, params: Any, carry: Any, obs: Any, episode_end: jax.Array):
+    """``(policy_out, value)`` ``[T, B, ...]`` of the network replaying a rollout
+    from its start ``carry`` (see :func:`unroll`)."""
+    return heads(ac, params, unroll(ac, params, carry, obs, episode_end)[1])
+
+
+def next_step_values(ac: Spec, params: Any, carries: Any, next_obs: Any) -> jax.Array:
+    """V of each step's next observation ``[..., obs]`` seen from the core state
+    the step left (``carries``, before any reset): the bootstrap value of a
+    truncated episode, whose next observation auto-reset has replaced. One
+    batched core step over all steps."""
+    hidden = core_step(ac, params, carries, embed(ac, params, next_obs))[1]
+    return heads(ac, params, hidden)[1]
+
+
+def recurrent_action(ac: Spec, params: Any, carry: Any, obs: Any, key: jax.Array,
+                     deterministic: bool = False) -> tuple[jax.Array, Any]:
+    """``(action, carry after)`` of a recurrent network for env observations
+    (an action mask in them is obeyed)."""
+    network_obs, mask = split_observation(ac, obs)
+    carry, (policy_out, _) = ac.network.apply(params, carry, network_obs)
+    dist = distribution(ac, policy_out, mask)
+    return (dist.mode() if deterministic else dist.sample(key)), carry
 
 
 def split_observation(ac: Spec, obs: Any) -> tuple[jax.Array, jax.Array | None]:
@@ -198,18 +304,38 @@ class OnPolicySpec(struct.PyTreeNode):
 
 
 def act(spec: OnPolicySpec, params: dict[str, Any], obs: jax.Array, key: jax.Array,
-        deterministic: bool = False) -> jax.Array:
+        deterministic: bool = False, carry: Any = None):
     """Action for ``agent.env``-shaped observations (continuous actions are
     in [-1, 1], which :class:`jaxrl.envs.RescaleAction` maps to the env's
-    bounds), from :func:`policy_params`. One observation or a batch."""
+    bounds), from :func:`policy_params`. One observation or a batch.
+
+    A recurrent policy (``config.core`` not ``none``) needs its state:
+    ``act(..., carry=carry)`` returns ``(action, carry after)``. Start from
+    ``agent.initial_carry(batch_shape)`` and set it back to that where an
+    episode ends (:func:`reset_carry`); a feed-forward policy takes no carry."""
+    if spec.ac.recurrent != (carry is not None):
+        core = spec.ac.core
+        raise ValueError(
+            f"act: core={core!r} " + (
+                "policies carry a state: pass carry=agent.initial_carry(batch_shape) and "
+                "take (action, carry) back" if spec.ac.recurrent else
+                "policies are feed-forward: allowed carry: None"))
     if params["obs_norm"] is not None:
         obs = envs.normalize_obs(params["obs_norm"], obs)
+    if carry is not None:
+        return recurrent_action(spec.ac, params["network"], carry, obs, key, deterministic)
     return network_action(spec.ac, params["network"], obs, key, deterministic)
 
 
 def evaluate(spec: OnPolicySpec, state: Any, key: jax.Array, num_episodes: int) -> jax.Array:
-    """Undiscounted returns of ``num_episodes`` episodes of the deterministic policy."""
+    """Undiscounted returns of ``num_episodes`` episodes of the deterministic
+    policy (a recurrent one starting each episode from the initial carry)."""
     params = policy_params(state)
+    if spec.ac.recurrent:
+        policy = lambda obs, k, carry: act(spec, params, obs, k, deterministic=True, carry=carry)
+        return envs.episode_returns(spec.ac.act_env, spec.ac.env_params, policy, key,
+                                    num_episodes,
+                                    policy_state=initial_carry(spec.ac, (num_episodes,))).returns
     policy = lambda obs, k: act(spec, params, obs, k, deterministic=True)
     return envs.episode_returns(spec.ac.act_env, spec.ac.env_params, policy, key,
                                 num_episodes).returns
@@ -247,4 +373,6 @@ def bind_agent(name: str, spec: OnPolicySpec, env, env_params, *, init: Callable
     ``step(spec, ...)``, with this module's acting and evaluation, bound to ``spec``."""
     return base.bind(name, spec, env, env_params, init=init, step=step, act=act,
                      evaluate=evaluate, policy_params=policy_params,
-                     env_steps_per_step=spec.batch_size)
+                     env_steps_per_step=spec.batch_size,
+                     initial_carry=(lambda batch_shape=(): initial_carry(spec.ac, batch_shape))
+                     if spec.ac.recurrent else None)

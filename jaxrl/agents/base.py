@@ -48,6 +48,11 @@ class Agent:
       default_hparams: ``default_hparams() -> hparams`` the numeric
         hyperparameters taken from ``config``.
       env_steps_per_step: environment steps that one ``step`` consumes.
+      initial_carry: None for a feed-forward policy. A recurrent one's
+        ``initial_carry(batch_shape=()) -> carry``, the state each episode
+        starts from: its ``act(params, obs, key, deterministic=False,
+        carry=carry)`` returns ``(action, carry)``, and the caller sets the
+        carry back to ``initial_carry`` where an episode ends.
     """
 
     name: str
@@ -61,11 +66,12 @@ class Agent:
     evaluate: Callable[[PyTree, jax.Array, int], jax.Array]
     default_hparams: Callable[[], PyTree]
     env_steps_per_step: int
+    initial_carry: Callable[..., PyTree] | None = None
 
 
 def bind(name: str, spec: Any, env: Any, env_params: Any, *, init: Callable, step: Callable,
          act: Callable, evaluate: Callable, policy_params: Callable,
-         env_steps_per_step: int) -> Agent:
+         env_steps_per_step: int, initial_carry: Callable | None = None) -> Agent:
     """The :class:`Agent` of an agent module's functions ``init(spec, ...)``,
     ``step(spec, ...)``, ``act(spec, ...)`` and ``evaluate(spec, ...)``, each
     bound to the static ``spec`` (which holds the ``config``): all a module's
@@ -74,7 +80,8 @@ def bind(name: str, spec: Any, env: Any, env_params: Any, *, init: Callable, ste
     return Agent(name=name, config=spec.config, env=env, env_params=env_params,
                  init=bound(init), step=bound(step), act=bound(act),
                  policy_params=policy_params, evaluate=bound(evaluate),
-                 default_hparams=spec.config.hparams, env_steps_per_step=env_steps_per_step)
+                 default_hparams=spec.config.hparams, env_steps_per_step=env_steps_per_step,
+                 initial_carry=initial_carry)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,6 +88,13 @@ class Config(AgentConfig):
     max_grad_norm: float = fields.max_grad_norm(10.0)
     hidden_sizes: tuple[int, ...] = fields.hidden_sizes((120, 84), allow_empty=True)
     activation: str = fields.activation("relu")
+    torso: str = fields.torso("mlp")
+    """Q network torso: mlp (dense layers over the flattened observation; the
+    default, on images too) | auto (minatar_cnn for image observations, else
+    mlp) | minatar_cnn | nature_cnn (the paper's encoder; images of at least
+    36x36) | impala_resnet. The image torsos divide uint8 observations by 255;
+    hidden_sizes are their dense layers after the convolutions (the paper's:
+    (512,))."""
 
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
@@ -135,7 +142,7 @@ def make_spec(env, env_params, config: Config) -> Spec:
         raise ValueError(
             f"observation: a Dict observation with keys {sorted(obs_shape)} needs one array; "
             "wrap the env in jaxrl.envs.FlattenObservation")
-    network = QNetwork(envs.num_actions(env, env_params), tuple(config.hidden_sizes), config.activation)
+    network = q_learning.q_network(envs.num_actions(env, env_params), config, obs_shape, env, env_params)
     q_values = lambda params, obs: network.apply(params, off_policy.flatten_obs(obs, obs_shape))
     learner = q_learning.QSpec(
         apply=q_values, optimizer=off_policy.adam(), double=config.double_dqn,

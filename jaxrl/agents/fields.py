@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxrl import networks
+from jaxrl.agents.base import config_requirer
 from jaxrl.config import Check, field, non_negative, one_of, positive, sizes, unit_interval
-from jaxrl.networks import ACTIVATIONS
+from jaxrl.networks import ACTIVATIONS, CORES
 
-TORSOS = ("auto", "mlp", "minatar_cnn")
+TORSOS = ("auto", "mlp", *networks.IMAGE_TORSOS)
 
 # h-DQN and DQN accept an empty torso: the Q function is then linear in the
 # observation (tabular on one-hot observations).
@@ -63,7 +65,9 @@ def tau(default: float = 0.005) -> Any:
 def hidden_sizes(default: tuple[int, ...], *, allow_empty: bool = False) -> Any:
     return field(default, check=possibly_empty_sizes if allow_empty else sizes,
                  doc="Hidden layer sizes of the networks' MLP torsos"
-                     + (" (empty: linear in the observation)." if allow_empty else "."))
+                     + (" (empty: linear in the observation)" if allow_empty else "")
+                     + "; with an image torso, the dense layers after its convolutions "
+                       "(the papers': (512,) for nature_cnn, (256,) for impala_resnet).")
 
 
 def activation(default: str) -> Any:
@@ -72,8 +76,51 @@ def activation(default: str) -> Any:
 
 
 def torso(default: str = "auto") -> Any:
-    return field(default, check=one_of(*TORSOS),
-                 doc="Network torso: auto (CNN for image observations) | mlp | minatar_cnn.")
+    return field(default, check=one_of(*TORSOS), doc=(
+        "Network torso: auto (minatar_cnn for image observations, else mlp) | mlp | "
+        "minatar_cnn (one 3x3 conv, Young & Tian 2019) | nature_cnn (Mnih et al. 2015; "
+        "images of at least 36x36) | impala_resnet (IMPALA's deep residual encoder, "
+        "Espeholt et al. 2018). The image torsos take (H, W, C) observations, divide "
+        "uint8 ones by 255 (float ones are taken as they are) and use ReLU in their "
+        "convolutions; hidden_sizes and activation are their dense layers."))
+
+
+def torso_for(config: Any, obs_shape: Any) -> str:
+    """``config.torso`` for observations of ``obs_shape`` (one observation's
+    shape, or a dict of them), ``auto`` resolved for an array observation;
+    ValueError naming the field when the torso cannot take them. Called when
+    an agent is made, before anything compiles.
+
+    A Dict observation is encoded key by key (:class:`jaxrl.networks.DictEncoder`:
+    the MinAtar conv on image keys unless the torso is mlp), so it takes
+    auto, mlp and minatar_cnn."""
+    require = config_requirer(config)
+    if isinstance(obs_shape, dict):
+        allowed = ("auto", "mlp", "minatar_cnn")
+        require(config.torso in allowed, "torso",
+                f"one of {allowed} for a Dict observation (keys {sorted(obs_shape)})")
+        return config.torso
+    kind = networks.resolve_torso(config.torso, obs_shape)
+    mismatch = networks.torso_mismatch(kind, obs_shape)
+    if mismatch is not None:
+        takes = [t for t in TORSOS
+                 if networks.torso_mismatch(networks.resolve_torso(t, obs_shape), obs_shape) is None]
+        require(False, "torso", f"one of {tuple(takes)} for observations of shape "
+                                f"{tuple(obs_shape)} ({mismatch})")
+    return kind
+
+
+def core(default: str = "none") -> Any:
+    return field(default, check=one_of(*CORES),
+                 doc="Recurrent core: none (feed-forward) | lstm | gru. With a core the network "
+                     "is the torso of hidden_sizes (a shared embedding), the core of core_size "
+                     "units, then actor and critic heads of one hidden_sizes[-1]-unit layer "
+                     "each; the core's state is reset where an episode ends and the learner "
+                     "replays each rollout from its start state (truncated BPTT).")
+
+
+def core_size(default: int = 128) -> Any:
+    return field(default, check=positive, doc="Units of the recurrent core (unused when core is none).")
 
 
 # Replay-based agents (DDPG, D4PG, DQN, h-DQN).

@@ -66,6 +66,13 @@ def controller_input(obs: jax.Array, goal: jax.Array, num_goals: int) -> jax.Arr
     return jnp.concatenate([gated, goal_one_hot], axis=-1)
 
 
+def image_controller_input(obs: jax.Array, goal: jax.Array, num_goals: int) -> jax.Array:
+    """``concat(obs, onehot(g))`` for ``[..., D]`` flat observations: the input
+    of a controller with an image torso, which gates the image's features
+    (not its pixels) by the goal (:class:`jaxrl.agents.q_learning.QNetwork`)."""
+    return jnp.concatenate([obs, jax.nn.one_hot(goal, num_goals, dtype=jnp.float32)], axis=-1)
+
+
 def controller_epsilon(stats: GoalStats, hp) -> jax.Array:
     """ε₁,g per goal ``[G]`` (see the module docstring)."""
     by_count = 1.0 - stats.attempts * hp.controller_epsilon_decay
@@ -89,16 +96,20 @@ class EpisodeCarry(NamedTuple):
 
 
 def option_episodes(env, env_params, goals: GoalSpec, meta_q, controller_q, max_option_steps: int,
-                    params, key: jax.Array, num_episodes: int, epsilon: float = 0.0, max_steps=None):
+                    params, key: jax.Array, num_episodes: int, epsilon: float = 0.0, max_steps=None,
+                    controller_x: Callable | None = None):
     """First episodes of ``num_episodes`` envs under the hierarchical
     policy (options kept across steps; ε-greedy at both levels with
     ``epsilon``). Returns ``(returns [N], goals chosen [N, G], goals
     reached [N, G], observation sums [N, D])``; the last is the sum of the
     observations arrived at, i.e. visit counts for one-hot observations.
     ``meta_q(params, obs)`` and ``controller_q(params, x)`` are the two Q
-    functions on flat observations and :func:`controller_input`."""
+    functions on flat observations and ``controller_x(obs, goal)`` (default
+    :func:`controller_input`), the controller's input."""
     obs_shape = envs.observation_shape(env, env_params)
     flat = lambda obs: off_policy.flatten_obs(obs, obs_shape)
+    if controller_x is None:
+        controller_x = lambda obs, goal: controller_input(obs, goal, len(goals.names))
     num_goals, n = len(goals.names), num_episodes
     max_steps = int(env_params.max_steps_in_episode) + 1 if max_steps is None else max_steps
     k_reset, key = jax.random.split(key)
@@ -115,7 +126,7 @@ def option_episodes(env, env_params, goals: GoalSpec, meta_q, controller_q, max_
         steps = jnp.where(c.needs_goal, 0, c.steps)
         running = (~c.finished).astype(jnp.float32)
         goal_one_hot = jax.nn.one_hot(goal, num_goals)
-        q = controller_q(params["controller"], controller_input(c.obs, goal, num_goals))
+        q = controller_q(params["controller"], controller_x(c.obs, goal))
         action = epsilon_greedy(k_act, q, epsilon)
         next_obs, env_state, reward, terminated, truncated, info = jax.vmap(
             env.step, in_axes=(0, 0, 0, None)

@@ -108,8 +108,17 @@ class Config(AgentConfig):
     """δ of the Huber loss."""
     max_grad_norm: float = fields.max_grad_norm(10.0)
     hidden_sizes: tuple[int, ...] = fields.hidden_sizes((64, 64), allow_empty=True)
-    """Hidden layers of both Q networks (empty: linear, tabular on one-hot observations)."""
+    """Hidden layers of both Q networks (empty: linear, tabular on one-hot
+    observations); with an image torso, its dense layers after the convolutions."""
     activation: str = fields.activation("relu")
+    torso: str = fields.torso("mlp")
+    """Torso of both Q networks: mlp (dense layers over the flattened
+    observation; the default, on images too) | auto (minatar_cnn for image
+    observations, else mlp) | minatar_cnn | nature_cnn (images of at least
+    36x36) | impala_resnet. With an image torso the controller's goal gates
+    the image features instead of the observation (see
+    :class:`jaxrl.agents.q_learning.QNetwork`), and uint8 observations are
+    divided by 255."""
 
     def validate(self) -> None:
         """Raises ValueError naming the first field whose value is not allowed."""
@@ -159,9 +168,22 @@ class Spec(off_policy.EnvSpec):
         return off_policy.flat_dim(self.obs_shape)
 
     @property
+    def image_controller(self) -> bool:
+        """The controller has an image torso, which gates the image features by the goal."""
+        return self.controller_net.torso != "mlp"
+
+    @property
     def controller_dim(self) -> int:
-        """Features of :func:`controller_input`."""
-        return self.obs_dim * self.num_goals + self.num_goals
+        """Features of :meth:`controller_x`."""
+        return self.obs_dim + self.num_goals if self.image_controller else (
+            self.obs_dim * self.num_goals + self.num_goals)
+
+    def controller_x(self, obs: jax.Array, goal: jax.Array) -> jax.Array:
+        """The controller's input for flat observations and goals:
+        :func:`controller_input`, or ``concat(obs, onehot(g))`` for an image
+        controller (:func:`jaxrl.agents.goals.image_controller_input`)."""
+        make = goals_lib.image_controller_input if self.image_controller else controller_input
+        return make(obs, goal, self.num_goals)
 
     def flat(self, obs: jax.Array) -> jax.Array:
         return off_policy.flatten_obs(obs, self.obs_shape)
@@ -172,9 +194,10 @@ def make_spec(env, env_params, config: Config, goals: GoalSpec | None = None) ->
     config.validate()
     envs.validate_env_for(ACTION_SPACES, getattr(env, "name", type(env).__name__), env, env_params, "hdqn")
     goals = goal_spec(env) if goals is None else goals
-    hidden = tuple(config.hidden_sizes)
-    meta_net = QNetwork(len(goals.names), hidden, config.activation)
-    controller_net = QNetwork(envs.num_actions(env, env_params), hidden, config.activation)
+    obs_shape = envs.observation_shape(env, env_params)
+    meta_net = q_learning.q_network(len(goals.names), config, obs_shape, env, env_params)
+    controller_net = q_learning.q_network(envs.num_actions(env, env_params), config, obs_shape, env,
+                                          env_params, num_goals=len(goals.names))
     learner = functools.partial(
         q_learning.QSpec, optimizer=off_policy.adam(), double=config.double_dqn,
         target_update=config.target_update, target_update_period=config.target_update_period,
@@ -183,7 +206,7 @@ def make_spec(env, env_params, config: Config, goals: GoalSpec | None = None) ->
     return Spec(
         config=config, env=env, env_params=env_params,
         train_env=envs.BatchEnv(envs.EpisodeStats(env), config.num_envs),
-        goals=goals, obs_shape=envs.observation_shape(env, env_params),
+        goals=goals, obs_shape=obs_shape,
         meta_net=meta_net, controller_net=controller_net,
         meta=learner(apply=meta_net.apply), controller=learner(apply=controller_net.apply),
     )
@@ -257,7 +280,7 @@ def env_step(spec: Spec, state: State, _=None) -> tuple[State, dict[str, jax.Arr
     opts, chosen = choose_goals(spec, state, k_goal)
     goal_stats = state.goal_stats.replace(attempts=state.goal_stats.attempts + chosen)
 
-    x = controller_input(state.obs, opts.goal, num_goals)
+    x = spec.controller_x(state.obs, opts.goal)
     eps = controller_epsilon(goal_stats, hp)[opts.goal]
     action = epsilon_greedy(k_act, spec.controller.apply(state.controller.params, x), eps)
     next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
@@ -273,7 +296,7 @@ def env_step(spec: Spec, state: State, _=None) -> tuple[State, dict[str, jax.Arr
         action=action,
         reward=reached.astype(jnp.float32),
         discount=hp.controller_gamma * (1.0 - (reached | terminated).astype(jnp.float32)),
-        next_obs=controller_input(final_obs, opts.goal, num_goals),
+        next_obs=spec.controller_x(final_obs, opts.goal),
     )
     extrinsic_return = opts.extrinsic_return + reward.astype(jnp.float32)
     steps = opts.steps + 1
@@ -361,7 +384,7 @@ def act(spec: Spec, params, obs: jax.Array, key: jax.Array, deterministic: bool 
     obs = spec.flat(obs)
     if goal is None:
         goal = jnp.argmax(spec.meta.apply(params["meta"], obs), axis=-1)
-    q = spec.controller.apply(params["controller"], controller_input(obs, goal, spec.num_goals))
+    q = spec.controller.apply(params["controller"], spec.controller_x(obs, goal))
     return jnp.argmax(q, axis=-1).astype(jnp.int32) if deterministic else epsilon_greedy(key, q, 0.05)
 
 
@@ -370,7 +393,8 @@ def run_episodes(spec: Spec, params, key: jax.Array, num_episodes: int, epsilon:
     ``(returns [N], goals chosen [N, G], goals reached [N, G], observation sums [N, D])``."""
     return goals_lib.option_episodes(
         spec.env, spec.env_params, spec.goals, spec.meta.apply, spec.controller.apply,
-        spec.config.max_option_steps, params, key, num_episodes, epsilon, max_steps)
+        spec.config.max_option_steps, params, key, num_episodes, epsilon, max_steps,
+        controller_x=spec.controller_x)
 
 
 def evaluate(spec: Spec, state: State, key: jax.Array, num_episodes: int) -> jax.Array:

@@ -30,6 +30,21 @@ Time limits are not terminal states: on a step that is truncated and not
 terminated the reward absorbs γ·V(final_observation), and the trace is cut at
 every episode end (see ``jaxrl.ops.returns``).
 
+Recurrent cores (``core`` of ``lstm`` or ``gru``): the actors keep the core's
+state per environment in the state (:class:`RecurrentState`), reset after
+each step that ends an episode, and every trajectory stores the state it
+started from (``Trajectory.core_carry``). Under policy lag that state belongs
+to the behaviour parameters that produced it, as do the actions. The learner
+replays the trajectory from the stored start state with its *own* parameters,
+resetting at the same episode ends (truncated BPTT over the unroll): only the
+start state is the actors', every later state is the learner's. V-trace
+corrects for the actions having come from μ; the start state's staleness (up
+to ``policy_lag`` updates old) is left uncorrected, as with R2D2's stored
+state (Kapturowski et al. 2019), and its influence fades along the unroll. The
+actors' own states are never recomputed with newer parameters: they run on
+with what their parameters produced. The threaded actors of
+``jaxrl.distributed.async_impala`` are feed-forward only (they refuse a core).
+
 The steps are module-level pure functions over a static :class:`Spec`
 (:func:`targets`, :func:`loss`, :func:`update`, :func:`rollout`,
 :func:`step`, ...). The ones that do not depend on where actors run are
@@ -114,6 +129,8 @@ class Config(AgentConfig):
     hidden_sizes: tuple[int, ...] = fields.hidden_sizes((64, 64))
     activation: str = fields.activation("tanh")
     torso: str = fields.torso()
+    core: str = fields.core()
+    core_size: int = fields.core_size()
 
 
 # Numeric hyperparameters carried in the state (leaves may be batched);
@@ -145,6 +162,9 @@ class Trajectory(struct.PyTreeNode):
     episode_return: jax.Array
     episode_done: jax.Array
     action_mask: jax.Array | None = None
+    core_carry: Any = None
+    """A recurrent core's state ``[B, ...]`` at the trajectory's start, from the
+    parameters that acted (None without a core)."""
 
 
 @struct.dataclass
@@ -168,6 +188,16 @@ class State:
     iteration: jax.Array
     env_steps: StepCounter
     """Environment steps taken, exact past 2^31 (``int(state.env_steps)``)."""
+
+
+@struct.dataclass
+class RecurrentState(State):
+    """An on-device IMPALA run's state with a recurrent core (a feed-forward
+    run's :class:`State` keeps its pytree unchanged)."""
+
+    core_carry: Any
+    """The actors' core state per environment ``[num_envs, ...]``, where the
+    next trajectory starts."""
 
 
 class Spec(actor_critic.OnPolicySpec):
@@ -208,13 +238,41 @@ def policy(spec: Spec, params, obs: jax.Array, key: jax.Array) -> tuple[jax.Arra
     return action, dist.log_prob(action)
 
 
+def recurrent_policy(spec: Spec, params, carry, obs: jax.Array, key: jax.Array):
+    """:func:`policy` of a recurrent core from its state ``carry``:
+    ``(action, log μ, carry after)``."""
+    network_obs, mask = actor_critic.split_observation(spec.ac, obs)
+    carry, (policy_out, _) = spec.ac.network.apply(params, carry, network_obs)
+    dist = actor_critic.distribution(spec.ac, policy_out, mask)
+    action = dist.sample(key)
+    return action, dist.log_prob(action), carry
+
+
+def replay(spec: Spec, params, traj: Trajectory):
+    """A recurrent learner's pass over ``traj`` from its stored start state:
+    ``(policy_out, values, bootstrap value, final_values())``, the last a
+    function (V of each step's true next observation from the state it left,
+    which only truncated steps use)."""
+    ac = spec.ac
+    ends = jnp.logical_or(traj.terminated, traj.truncated)
+    carry, hidden, carries = actor_critic.unroll(ac, params, traj.core_carry, traj.obs, ends)
+    policy_out, values = actor_critic.heads(ac, params, hidden)
+    bootstrap_value = actor_critic.next_step_values(ac, params, carry, traj.next_obs)
+    final_values = lambda: actor_critic.next_step_values(ac, params, carries, traj.final_obs)
+    return policy_out, values, bootstrap_value, final_values
+
+
 def learner_outputs(spec: Spec, params, traj: Trajectory, hp: HParams):
     """The learner's own forward pass over a trajectory and its V-trace
     targets: ``(dist, log_prob, values, vtrace_output)``."""
     network = spec.ac.network
     chex.assert_rank(traj.reward, 2)  # [T, B]
-    policy_out, values = network.apply(params, traj.obs)
-    bootstrap_value = network.apply(params, traj.next_obs)[1]
+    if traj.core_carry is None:
+        policy_out, values = network.apply(params, traj.obs)
+        bootstrap_value = network.apply(params, traj.next_obs)[1]
+        final_values = lambda: network.apply(params, traj.final_obs)[1]
+    else:
+        policy_out, values, bootstrap_value, final_values = replay(spec, params, traj)
     dist = actor_critic.distribution(spec.ac, policy_out, traj.action_mask)
     log_prob = dist.log_prob(traj.action)
     chex.assert_equal_shape([log_prob, traj.behaviour_log_prob, values, traj.reward])
@@ -223,7 +281,7 @@ def learner_outputs(spec: Spec, params, traj: Trajectory, hp: HParams):
     # gymnax sets both flags when an episode terminates at its last allowed
     # step; the terminal state has no future, so only a cut-off one bootstraps.
     cut_off = jnp.logical_and(traj.truncated, jnp.logical_not(traj.terminated))
-    final_values = jax.lax.stop_gradient(network.apply(params, traj.final_obs)[1])
+    final_values = jax.lax.stop_gradient(final_values())
     rewards = traj.reward + cut_off.astype(jnp.float32) * hp.gamma * final_values
     ends = jnp.logical_or(traj.terminated, traj.truncated).astype(jnp.float32)
     discounts = hp.gamma * (1.0 - ends)
@@ -311,6 +369,22 @@ def make_learner(env, env_params, config: Config) -> Learner:
     return bind_learner(make_spec(env, env_params, config))
 
 
+def step_and_record(split, batch_env, env_params, env_state, obs, action, log_prob, key):
+    """Steps ``batch_env`` with ``action`` (taken at ``obs`` with behaviour
+    log-prob ``log_prob``): ``(next_obs, env_state, the step's Trajectory
+    row)``; ``split`` separates an observation from its action mask."""
+    next_obs, env_state, reward, terminated, truncated, info = batch_env.step(
+        key, env_state, action, env_params)
+    network_obs, mask = split(obs)
+    transition = Trajectory(
+        obs=network_obs, action=action, behaviour_log_prob=log_prob,
+        reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated,
+        final_obs=split(info["final_observation"])[0], next_obs=None,
+        episode_return=info["episode_return"], episode_done=info["episode_done"],
+        action_mask=mask)
+    return next_obs, env_state, transition
+
+
 def rollout(learner: Learner, batch_env, env_params, params, env_state, obs, key, length: int):
     """``length`` steps of ``batch_env`` with ``params``; returns
     ``(env_state, obs, Trajectory)``. Pure; used by on-device and async actors."""
@@ -321,20 +395,38 @@ def rollout(learner: Learner, batch_env, env_params, params, env_state, obs, key
         env_state, obs = carry
         k_act, k_env = jax.random.split(key)
         action, log_prob = learner.policy(params, obs, k_act)
-        next_obs, env_state, reward, terminated, truncated, info = batch_env.step(
-            k_env, env_state, action, env_params)
-        network_obs, mask = split(obs)
-        transition = Trajectory(
-            obs=network_obs, action=action, behaviour_log_prob=log_prob,
-            reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated,
-            final_obs=split(info["final_observation"])[0], next_obs=None,
-            episode_return=info["episode_return"], episode_done=info["episode_done"],
-            action_mask=mask)
+        next_obs, env_state, transition = step_and_record(
+            split, batch_env, env_params, env_state, obs, action, log_prob, k_env)
         return (env_state, next_obs), transition
 
     keys = jax.random.split(key, length)
     (env_state, next_obs), traj = jax.lax.scan(one_step, (env_state, obs), keys)
     return env_state, next_obs, traj.replace(next_obs=split(next_obs)[0])
+
+
+def rollout_recurrent(spec: Spec, batch_env, env_params, params, env_state, obs, core_carry,
+                      key, length: int):
+    """:func:`rollout` of a recurrent core from its state ``core_carry``
+    ``[B, ...]``, reset after each step that ends an episode; returns
+    ``(env_state, obs, core_carry, Trajectory)`` (the trajectory holds the
+    state it started from)."""
+    split = functools.partial(actor_critic.split_observation, spec.ac)
+
+    def one_step(carry, key):
+        env_state, obs, core_carry = carry
+        k_act, k_env = jax.random.split(key)
+        action, log_prob, core_carry = recurrent_policy(spec, params, core_carry, obs, k_act)
+        next_obs, env_state, transition = step_and_record(
+            split, batch_env, env_params, env_state, obs, action, log_prob, k_env)
+        ended = jnp.logical_or(transition.terminated, transition.truncated)
+        core_carry = actor_critic.reset_carry(core_carry, ended)
+        return (env_state, next_obs, core_carry), transition
+
+    keys = jax.random.split(key, length)
+    (env_state, next_obs, end_carry), traj = jax.lax.scan(
+        one_step, (env_state, obs, core_carry), keys)
+    return env_state, next_obs, end_carry, traj.replace(next_obs=split(next_obs)[0],
+                                                        core_carry=core_carry)
 
 
 def behaviour_params(state: State, policy_lag: int) -> tuple[Any, jax.Array]:
@@ -366,7 +458,7 @@ def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
     key, k_params, k_env = jax.random.split(key, 3)
     params = actor_critic.init_params(spec.ac, k_params)
     obs, env_state = spec.train_env.reset(k_env, spec.ac.env_params)
-    return State(
+    common = dict(
         params=params,
         actor_params=jax.tree.map(lambda x: jnp.stack([x] * ring_size), params),
         actor_versions=jnp.zeros((ring_size,), jnp.int32),
@@ -374,6 +466,10 @@ def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
         env_state=env_state, obs=obs, rng=key, hparams=hparams,
         iteration=jnp.zeros((), jnp.int32), env_steps=StepCounter.zeros(),
     )
+    if spec.ac.recurrent:
+        return RecurrentState(**common, core_carry=actor_critic.initial_carry(
+            spec.ac, (spec.config.num_envs,)))
+    return State(**common)
 
 
 def remember_params(state: State, policy_lag: int) -> tuple[Any, jax.Array]:
@@ -393,9 +489,15 @@ def step(spec: Spec, state: State) -> tuple[State, dict[str, jax.Array]]:
     # Actors: act with the parameters they hold, compute no gradients.
     behaviour, behaviour_version = behaviour_params(state, lag)
     rng, k_rollout = jax.random.split(state.rng)
-    env_state, obs, traj = rollout(bind_learner(spec), spec.train_env, spec.ac.env_params,
-                                   behaviour, state.env_state, state.obs, k_rollout,
-                                   spec.config.rollout_len)
+    if spec.ac.recurrent:
+        env_state, obs, core_carry, traj = rollout_recurrent(
+            spec, spec.train_env, spec.ac.env_params, behaviour, state.env_state, state.obs,
+            state.core_carry, k_rollout, spec.config.rollout_len)
+        state = state.replace(core_carry=core_carry)
+    else:
+        env_state, obs, traj = rollout(bind_learner(spec), spec.train_env, spec.ac.env_params,
+                                       behaviour, state.env_state, state.obs, k_rollout,
+                                       spec.config.rollout_len)
     # Learner: its own forward pass on the actors' trajectory, one update.
     params, opt_state, metrics = update(spec, state.params, state.opt_state, state.hparams, traj,
                                         state.iteration)

@@ -20,6 +20,14 @@ shapes (``num_envs``, ``rollout_len``, layer sizes, ...) are static. Every
 step reads them, so changing ``state.hparams`` mid-run (population-based
 training) takes effect at the next step.
 
+Recurrent policies (``core`` of ``lstm`` or ``gru``): the core's state is
+kept per environment in the state (:class:`RecurrentState`), reset where an
+episode ends inside the collection, and stored at the start of each rollout
+(``Rollout.core_carry``). The update replays each environment's whole rollout
+from that state with the current parameters (truncated BPTT over the
+rollout), so minibatches are whole environments ``[T, B / num_minibatches]``,
+never cuts along time.
+
 Each step (:func:`collect`, :func:`advantages_and_returns`, :func:`loss`,
 :func:`update_epoch`, :func:`update` of a collected rollout, ...) is a pure
 function over a static :class:`Spec`.
@@ -61,7 +69,8 @@ class Config(AgentConfig):
     num_epochs: int = field(4, check=positive)
     """Passes over each rollout."""
     num_minibatches: int = field(4, check=positive)
-    """Minibatches per epoch; must divide num_envs * rollout_len."""
+    """Minibatches per epoch; must divide num_envs * rollout_len (num_envs with
+    a recurrent core, whose minibatches are whole environments' rollouts)."""
     learning_rate: float = fields.learning_rate(1e-3)
     """Adam step size (annealed linearly to 0 over total_steps if anneal_lr). At
     CleanRL's 2.5e-4 a KL per update far below kl_target halves the adaptive β
@@ -94,6 +103,8 @@ class Config(AgentConfig):
     hidden_sizes: tuple[int, ...] = fields.hidden_sizes((64, 64))
     activation: str = fields.activation("tanh")
     torso: str = fields.torso()
+    core: str = fields.core()
+    core_size: int = fields.core_size()
     adam_eps: float = field(1e-5, check=positive)
     """Adam ε."""
 
@@ -105,6 +116,12 @@ class Config(AgentConfig):
             batch % self.num_minibatches == 0,
             "num_minibatches",
             f"a divisor of num_envs * rollout_len = {batch}",
+        )
+        config_requirer(self)(
+            self.core == "none" or self.num_envs % self.num_minibatches == 0,
+            "num_minibatches",
+            f"a divisor of num_envs = {self.num_envs} (core={self.core!r} cuts minibatches "
+            "along environments, never across time)",
         )
 
 
@@ -132,6 +149,16 @@ class State:
     iteration: jax.Array
     env_steps: StepCounter
     """Environment steps taken, exact past 2^31 (``int(state.env_steps)``)."""
+
+
+@struct.dataclass
+class RecurrentState(State):
+    """A PPO run's state with a recurrent core (a feed-forward run's
+    :class:`State` keeps its pytree unchanged)."""
+
+    core_carry: Any
+    """The core's state per environment ``[num_envs, ...]``, where the next
+    rollout starts."""
 
 
 class PolicyLossInputs(struct.PyTreeNode):
@@ -186,6 +213,11 @@ class Rollout(struct.PyTreeNode):
     """What ``Spec.record_info`` keeps of each step's ``info`` (None without it)."""
     action_mask: jax.Array | None = None
     """The flat action mask the policy acted under (None for an env without one)."""
+    core_carry: Any = None
+    """A recurrent core's state ``[B, ...]`` at the rollout's start (None without a core)."""
+    next_value: jax.Array | None = None
+    """A recurrent policy's V of ``final_obs`` ``[T, B]``, seen from the core
+    state its step left (None without a core: V(final_obs) needs no state)."""
 
 
 class Minibatch(struct.PyTreeNode):
@@ -204,6 +236,13 @@ class Minibatch(struct.PyTreeNode):
     value: jax.Array
     action_mask: jax.Array | None = None
     """Flat action mask (None without one): the loss scores the policy under it."""
+    core_carry: Any = None
+    """With a recurrent core, the samples are whole rollouts ``[T, B, ...]``
+    of ``B`` environments, replayed from this start state ``[B, ...]`` (None:
+    flat samples)."""
+    episode_end: jax.Array | None = None
+    """``[T, B]`` where an episode ended (the replay resets the core after
+    those steps); None without a core."""
 
 
 class Spec(actor_critic.OnPolicySpec):
@@ -242,13 +281,41 @@ def init(spec: Spec, key: jax.Array, hparams: HParams | None = None) -> State:
     opt_state = spec.optimizer.init(ravel_pytree(params)[0])
     opt_state = ops.with_learning_rate(opt_state, hparams.learning_rate)
     obs, env_state = spec.train_env.reset(k_env, spec.ac.env_params)
-    return State(params=params, opt_state=opt_state, env_state=env_state, obs=obs, rng=key,
-                 hparams=hparams, kl_beta_exponent=jnp.zeros((), jnp.float32),
-                 iteration=jnp.zeros((), jnp.int32), env_steps=StepCounter.zeros())
+    common = dict(params=params, opt_state=opt_state, env_state=env_state, obs=obs, rng=key,
+                  hparams=hparams, kl_beta_exponent=jnp.zeros((), jnp.float32),
+                  iteration=jnp.zeros((), jnp.int32), env_steps=StepCounter.zeros())
+    if spec.ac.recurrent:
+        return RecurrentState(**common, core_carry=actor_critic.initial_carry(
+            spec.ac, (spec.config.num_envs,)))
+    return State(**common)
+
+
+def act_and_step(spec: Spec, env_state, network_obs, mask, policy_out, action_noise,
+                 step_keys) -> tuple[Any, Any, Rollout]:
+    """One step of every environment with the action sampled (from
+    ``action_noise``) from the policy output ``policy_out`` under ``mask``:
+    ``(next_obs, env_state, the step's Rollout row)``, its value left to the
+    batched pass after the loop."""
+    ac = spec.ac
+    dist = actor_critic.distribution(ac, policy_out, mask)
+    action = dist.sample_from_noise(action_noise)
+    next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
+        step_keys, env_state, action, ac.env_params)
+    transition = Rollout(
+        obs=network_obs, action=action, log_prob=dist.log_prob(action), value=None,
+        reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated,
+        final_obs=actor_critic.split_observation(ac, info["final_observation"])[0],
+        dist_params=policy_out,
+        episode_return=info["episode_return"], episode_done=info["episode_done"],
+        extras=None if spec.record_info is None else spec.record_info(info),
+        action_mask=mask)
+    return next_obs, env_state, transition
 
 
 def collect(spec: Spec, state: State) -> tuple[State, Rollout]:
     """``rollout_len`` steps of every environment with the current policy."""
+    if spec.ac.recurrent:
+        return collect_recurrent(spec, state)
     config, ac = spec.config, spec.ac
     # The rollout's randomness is drawn in two calls before the loop: on a
     # CPU each PRNG call inside the step is a small loop of its own and
@@ -263,18 +330,8 @@ def collect(spec: Spec, state: State) -> tuple[State, Rollout]:
         action_noise, step_keys = step_randomness
         network_obs, mask = actor_critic.split_observation(ac, obs)
         policy_out, _ = ac.network.apply(params, network_obs)  # the value head is dead code here
-        dist = actor_critic.distribution(ac, policy_out, mask)
-        action = dist.sample_from_noise(action_noise)
-        next_obs, env_state, reward, terminated, truncated, info = spec.train_env.step(
-            step_keys, env_state, action, ac.env_params)
-        transition = Rollout(
-            obs=network_obs, action=action, log_prob=dist.log_prob(action), value=None,
-            reward=reward.astype(jnp.float32), terminated=terminated, truncated=truncated,
-            final_obs=actor_critic.split_observation(ac, info["final_observation"])[0],
-            dist_params=policy_out,
-            episode_return=info["episode_return"], episode_done=info["episode_done"],
-            extras=None if spec.record_info is None else spec.record_info(info),
-            action_mask=mask)
+        next_obs, env_state, transition = act_and_step(
+            spec, env_state, network_obs, mask, policy_out, action_noise, step_keys)
         return (params, env_state, next_obs), transition
 
     carry = (state.params, state.env_state, state.obs)
@@ -287,12 +344,48 @@ def collect(spec: Spec, state: State) -> tuple[State, Rollout]:
     return state.replace(env_state=env_state, obs=obs, rng=rng), rollout
 
 
+def collect_recurrent(spec: Spec, state: RecurrentState) -> tuple[RecurrentState, Rollout]:
+    """:func:`collect` for a recurrent policy: the core's state runs along the
+    environments and is reset after each step that ends an episode."""
+    config, ac = spec.config, spec.ac
+    rng, k_noise, k_env = jax.random.split(state.rng, 3)
+    shape = (config.rollout_len, config.num_envs)
+    noise = actor_critic.sampling_noise(ac, k_noise, shape)
+    env_keys = jax.random.split(k_env, shape)
+
+    def one_step(carry, step_randomness):
+        params, env_state, obs, core_carry = carry
+        action_noise, step_keys = step_randomness
+        network_obs, mask = actor_critic.split_observation(ac, obs)
+        features = actor_critic.embed(ac, params, network_obs)
+        core_carry, hidden = actor_critic.core_step(ac, params, core_carry, features)
+        policy_out, _ = actor_critic.heads(ac, params, hidden)  # the value head is dead code here
+        next_obs, env_state, transition = act_and_step(
+            spec, env_state, network_obs, mask, policy_out, action_noise, step_keys)
+        ended = jnp.logical_or(transition.terminated, transition.truncated)
+        return ((params, env_state, next_obs, actor_critic.reset_carry(core_carry, ended)),
+                (transition, hidden, core_carry))
+
+    carry = (state.params, state.env_state, state.obs, state.core_carry)
+    (_, env_state, obs, core_carry), (rollout, hidden, carries) = jax.lax.scan(
+        one_step, carry, (noise, env_keys))
+    # Values from the core outputs the policy acted on, batched after the loop.
+    rollout = rollout.replace(
+        value=actor_critic.heads(ac, state.params, hidden)[1],
+        next_value=actor_critic.next_step_values(ac, state.params, carries, rollout.final_obs),
+        core_carry=state.core_carry)
+    return state.replace(env_state=env_state, obs=obs, rng=rng, core_carry=core_carry), rollout
+
+
 def advantages_and_returns(spec: Spec, params, rollout: Rollout, hp: HParams):
     """GAE(λ) advantages and the value targets ``[T, B]`` of ``rollout``."""
     # V(s_{t+1}) from the true next observation: equals V(obs_{t+1}) except
     # at episode ends, where auto-reset has replaced it. Only truncated
     # steps use it (termination zeroes the discount).
-    next_values = actor_critic.values(spec.ac, params, rollout.final_obs)
+    if rollout.next_value is not None:
+        next_values = rollout.next_value
+    else:
+        next_values = actor_critic.values(spec.ac, params, rollout.final_obs)
     discounts = hp.gamma * (1.0 - rollout.terminated.astype(jnp.float32))
     episode_ends = jnp.logical_or(rollout.terminated, rollout.truncated)
     return ops.gae(rollout.reward, rollout.value, discounts, next_values[-1], hp.gae_lambda,
@@ -309,10 +402,33 @@ def training_batch(rollout: Rollout, advantages: jax.Array, returns: jax.Array) 
                      action_mask=jax.tree.map(flat, rollout.action_mask))
 
 
+def training_sequences(rollout: Rollout, advantages: jax.Array, returns: jax.Array) -> Minibatch:
+    """The rollout and its targets as ``[T, B]`` sequences with the core's
+    start state: what a recurrent policy's update replays."""
+    return Minibatch(obs=rollout.obs, action=rollout.action, log_prob=rollout.log_prob,
+                     value=rollout.value, dist_params=rollout.dist_params,
+                     advantages=advantages, returns=returns, action_mask=rollout.action_mask,
+                     core_carry=rollout.core_carry,
+                     episode_end=jnp.logical_or(rollout.terminated, rollout.truncated))
+
+
+def network_outputs(spec: Spec, params, batch: Minibatch):
+    """``(policy_out, value, batch)`` of the network on ``batch``, all flat
+    ``[N, ...]``: a recurrent policy replays the sequences from their start
+    state, then they are flattened."""
+    if batch.core_carry is None:
+        return (*spec.ac.network.apply(params, batch.obs), batch)
+    policy_out, value = actor_critic.sequence_outputs(spec.ac, params, batch.core_carry,
+                                                      batch.obs, batch.episode_end)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    batch = jax.tree.map(flat, batch.replace(core_carry=None, episode_end=None))
+    return jax.tree.map(flat, policy_out), flat(value), batch
+
+
 def loss(spec: Spec, params, batch: Minibatch, hp: HParams, kl_beta: jax.Array):
     """Policy objective + value loss − entropy bonus on ``batch``: ``(total, stats)``."""
     config = spec.config
-    policy_out, value = spec.ac.network.apply(params, batch.obs)
+    policy_out, value, batch = network_outputs(spec, params, batch)
     dist = actor_critic.distribution(spec.ac, policy_out, batch.action_mask)
     old_dist = actor_critic.distribution(spec.ac, batch.dist_params, batch.action_mask)
     log_prob = dist.log_prob(batch.action)
@@ -354,10 +470,40 @@ def update_epoch(spec: Spec, params, opt_state, data: Minibatch, hp: HParams,
                  kl_beta: jax.Array, key: jax.Array):
     """One pass over ``data`` in ``num_minibatches`` shuffled minibatches."""
     num_minibatches = spec.config.num_minibatches
+    if data.core_carry is not None:
+        minibatches = sequence_minibatches(spec, data, key)
+        return scan_minibatches(spec, params, opt_state, minibatches, hp, kl_beta)
     size = spec.batch_size // num_minibatches
     permutation = jax.random.permutation(key, spec.batch_size)
     shuffled = lambda x: x[permutation].reshape((num_minibatches, size) + x.shape[1:])
     minibatches = split_over_data_axis(jax.tree.map(shuffled, data), batch_axis=1)
+    return scan_minibatches(spec, params, opt_state, minibatches, hp, kl_beta)
+
+
+def sequence_minibatches(spec: Spec, data: Minibatch, key: jax.Array) -> Minibatch:
+    """``[T, B]`` sequences shuffled along environments and cut into
+    ``num_minibatches`` of ``B / num_minibatches`` whole sequences each
+    (leading minibatch axis), time order kept."""
+    num_minibatches, num_envs = spec.config.num_minibatches, spec.config.num_envs
+    size = num_envs // num_minibatches
+    permutation = jax.random.permutation(key, num_envs)
+
+    def sequences(x):  # [T, B, ...] -> [num_minibatches, T, size, ...]
+        x = x[:, permutation].reshape((x.shape[0], num_minibatches, size) + x.shape[2:])
+        return jnp.swapaxes(x, 0, 1)
+
+    def start_states(x):  # [B, ...] -> [num_minibatches, size, ...]
+        return x[permutation].reshape((num_minibatches, size) + x.shape[1:])
+
+    seqs = jax.tree.map(sequences, data.replace(core_carry=None))
+    carry = jax.tree.map(start_states, data.core_carry)
+    return split_over_data_axis(seqs, batch_axis=2).replace(
+        core_carry=split_over_data_axis(carry, batch_axis=1))
+
+
+def scan_minibatches(spec: Spec, params, opt_state, minibatches: Minibatch, hp: HParams,
+                     kl_beta: jax.Array):
+    """One update per minibatch (leading axis), in order."""
 
     def one_minibatch(carry, batch):
         params, opt_state, stats = update_minibatch(spec, *carry, batch, hp, kl_beta)
@@ -376,7 +522,11 @@ def adapt_kl_beta_exponent(spec: Spec, params, data: Minibatch, hp: HParams,
                            exponent: jax.Array) -> jax.Array:
     """The paper's §4 rule on k: +1 (β doubles) if the batch's KL after the
     update exceeds 1.5 d_targ, −1 below d_targ/1.5; unchanged otherwise."""
-    new_dist = actor_critic.policy_distribution(spec.ac, params, data.obs, data.action_mask)
+    if data.core_carry is None:
+        new_dist = actor_critic.policy_distribution(spec.ac, params, data.obs, data.action_mask)
+    else:
+        policy_out, _, data = network_outputs(spec, params, data)
+        new_dist = actor_critic.distribution(spec.ac, policy_out, data.action_mask)
     d = actor_critic.distribution(spec.ac, data.dist_params, data.action_mask).kl(new_dist).mean()
     return exponent + jnp.log2(ops.adaptive_kl_beta(1.0, d, hp.kl_target))
 
@@ -391,7 +541,10 @@ def update(spec: Spec, state: State, rollout: Rollout) -> tuple[State, dict[str,
     """GAE and ``num_epochs`` epochs of minibatch updates on a collected ``rollout``."""
     config, hp = spec.config, state.hparams
     advantages, returns = advantages_and_returns(spec, state.params, rollout, hp)
-    data = training_batch(rollout, advantages, returns)
+    if rollout.core_carry is None:
+        data = training_batch(rollout, advantages, returns)
+    else:
+        data = training_sequences(rollout, advantages, returns)
     learning_rate = actor_critic.annealed_learning_rate(
         hp.learning_rate, state.iteration, spec.total_iterations, config.anneal_lr)
     opt_state = ops.with_learning_rate(state.opt_state, learning_rate)

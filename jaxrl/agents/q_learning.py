@@ -23,6 +23,7 @@ with no legal action falls back to all of them (:func:`masks.legal_or_all`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Sequence
 
 import chex
@@ -31,28 +32,81 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from gymnax.environments import spaces
 
 from jaxrl import ops, replay
-from jaxrl.agents import masks
+from jaxrl.agents import fields, masks
 from jaxrl.agents.fields import TARGET_UPDATES  # noqa: F401  (public name of this module)
 from jaxrl.agents.off_policy import soft_update
-from jaxrl.networks import ACTIVATIONS
+from jaxrl.networks import ACTIVATIONS, make_torso
 from jaxrl.ops.counters import StepCounter
 
 
 class QNetwork(nn.Module):
-    """Q(s, ·): an MLP over the flattened input with one output per action."""
+    """Q(s, ·) of flat input rows ``[..., D]``: a torso, then one output per action.
+
+    ``torso="mlp"``: dense layers over the row. An image torso
+    (:func:`jaxrl.networks.make_torso`: ``minatar_cnn``, ``nature_cnn``,
+    ``impala_resnet``, whose ``hidden_sizes`` are the dense layers after the
+    convolutions): the row's first ``prod(image_shape)`` entries are the
+    image, reshaped to ``image_shape``; with ``pixels`` they are cast back to
+    uint8 first (the agents keep observations as float32 rows, which hold
+    0..255 exactly), so the torso divides them by 255.
+
+    ``num_goals`` > 0 (h-DQN's controller on images): the row's last
+    ``num_goals`` entries are the goal's one-hot, which gates the image
+    features as :func:`jaxrl.agents.goals.controller_input` gates an MLP's
+    observation: the output layer sees ``concat(features ⊗ onehot(g),
+    onehot(g))``, i.e. one linear Q head per goal over shared features.
+    """
 
     num_actions: int
     hidden_sizes: Sequence[int] = (120, 84)
     activation: str = "relu"
+    torso: str = "mlp"
+    image_shape: tuple[int, ...] = ()
+    pixels: bool = False
+    num_goals: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
-        for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
-        return nn.Dense(self.num_actions)(x)
+        if self.torso == "mlp":
+            act = ACTIVATIONS[self.activation]
+            for size in self.hidden_sizes:
+                x = act(nn.Dense(size)(x))
+            return nn.Dense(self.num_actions)(x)
+        image = x[..., :math.prod(self.image_shape)]
+        image = image.reshape(image.shape[:-1] + tuple(self.image_shape))
+        if self.pixels:
+            image = image.astype(jnp.uint8)
+        features = make_torso(self.torso, self.hidden_sizes, self.activation)(image)
+        if self.num_goals:
+            goal = x[..., -self.num_goals:]
+            gated = features[..., :, None] * goal[..., None, :]
+            features = jnp.concatenate([gated.reshape(features.shape[:-1] + (-1,)), goal], axis=-1)
+        return nn.Dense(self.num_actions)(features)
+
+
+def q_network(num_actions: int, config: Any, obs_shape: tuple[int, ...], env, env_params,
+              num_goals: int = 0) -> QNetwork:
+    """The :class:`QNetwork` of ``config.hidden_sizes``, ``config.activation`` and
+    ``config.torso`` for ``env``'s observations of ``obs_shape``; ValueError
+    naming ``torso`` when it cannot take them (before anything compiles)."""
+    kind = fields.torso_for(config, obs_shape)
+    if kind == "mlp":
+        return QNetwork(num_actions, tuple(config.hidden_sizes), config.activation)
+    return QNetwork(num_actions, tuple(config.hidden_sizes), config.activation, torso=kind,
+                    image_shape=tuple(obs_shape), pixels=uint8_observations(env, env_params),
+                    num_goals=num_goals)
+
+
+def uint8_observations(env, env_params) -> bool:
+    """Whether the env's observation space (its ``"observation"`` key beside an
+    action mask) declares uint8 values: raw pixels."""
+    space = env.observation_space(env_params)
+    if isinstance(space, spaces.Dict):
+        space = space.spaces.get("observation", space)
+    return jnp.dtype(getattr(space, "dtype", jnp.float32)) == jnp.uint8
 
 
 # --------------------------------------------------------------------------- targets and loss

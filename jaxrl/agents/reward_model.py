@@ -138,6 +138,9 @@ class Config(ppo.Config):
         req(self.segment_len <= self.rollout_len, "segment_len", f"at most rollout_len = {self.rollout_len}")
         req(self.queries_per_iteration <= self.num_candidates, "queries_per_iteration",
             f"at most num_candidates = {self.num_candidates}")
+        # Segments are cut from rollouts and relabelled step by step; a
+        # recurrent policy's replay of them is not implemented.
+        req(self.core == "none", "core", "'none' (rm-ppo's policy is feed-forward)")
 
     def ppo_config(self) -> ppo.Config:
         return ppo.Config(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ppo.Config)})

@@ -163,6 +163,10 @@ def validate(config: impala.Config, async_config: AsyncConfig, total_steps: int,
     async_config.validate()
     require(isinstance(total_steps, int) and total_steps > 0, "async impala", "total_steps",
             total_steps, "a positive integer")
+    # The threaded actors and their trajectories carry no recurrent state;
+    # recurrent IMPALA trains on-device (impala.make).
+    require(config.core == "none", "async impala", "core", config.core,
+            "'none' (recurrent cores train with on-device impala, without --async)")
     if learner_devices is not None:
         mesh = make_mesh(learner_devices)
         check_divisible("num_envs * trajectories_per_update",

@@ -82,7 +82,17 @@ def validate(agent: Agent, mesh: Mesh) -> None:
     check_divisible(prefix + "num_envs", num_envs, mesh)
     num_minibatches = getattr(config, "num_minibatches", None)
     rollout_len = getattr(config, "rollout_len", None)
-    if num_minibatches and rollout_len:
+    if num_minibatches and getattr(config, "core", "none") != "none":
+        # A recurrent policy's minibatches are whole environments' rollouts.
+        envs_per_minibatch = num_envs // num_minibatches
+        n = mesh.devices.size
+        if envs_per_minibatch % n:
+            raise ValueError(
+                f"{prefix}num_minibatches={num_minibatches} is invalid: with core="
+                f"{config.core!r} each minibatch holds num_envs / num_minibatches = "
+                f"{envs_per_minibatch} environments, expected a multiple of the number of "
+                f"devices ({n}); use fewer minibatches or more envs")
+    elif num_minibatches and rollout_len:
         minibatch = num_envs * rollout_len // num_minibatches
         n = mesh.devices.size
         if minibatch % n:

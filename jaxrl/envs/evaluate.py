@@ -29,6 +29,7 @@ def episode_returns(
     key: jax.Array,
     num_episodes: int,
     max_steps: int | None = None,
+    policy_state: Any = None,
 ) -> EpisodeResults:
     """Runs ``num_episodes`` envs side by side (vmapped) and records each one's
     first episode.
@@ -37,6 +38,11 @@ def episode_returns(
       env, env_params: a gymnax-compatible, unbatched env.
       policy_fn: ``policy_fn(obs_batch, key) -> action_batch`` for a batch of
         ``num_episodes`` observations; a closure over the policy's parameters.
+        With ``policy_state``: ``policy_fn(obs_batch, key, state) -> (action_batch,
+        state)``, a policy with memory (a recurrent core's carry).
+      policy_state: None, or the initial state of a policy with memory, with a
+        leading ``num_episodes`` axis on every leaf; each env's state is set
+        back to it after a step that ends its episode.
       key: randomness. ``reset_key, run_key = jax.random.split(key)``; env
         ``i`` is reset with ``jax.random.split(reset_key, num_episodes)[i]``.
       num_episodes, max_steps: static. ``max_steps`` defaults to
@@ -63,21 +69,28 @@ def episode_returns(
     step_all = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
     def not_finished(carry):
-        t, _, _, _, _, _, finished = carry
+        t, _, _, _, _, _, finished, _ = carry
         return jnp.logical_and(t < max_steps, ~jnp.all(finished))
 
+    def act(obs, key, state):
+        if policy_state is None:
+            return policy_fn(obs, key), None
+        return policy_fn(obs, key, state)
+
     def one_step(carry):
-        t, obs, env_state, key, returns, lengths, finished = carry
+        t, obs, env_state, key, returns, lengths, finished, state = carry
         key, act_key, step_key = jax.random.split(key, 3)
-        action = policy_fn(obs, act_key)
+        action, state = act(obs, act_key, state)
         obs, env_state, reward, terminated, truncated, _ = step_all(
             jax.random.split(step_key, num_episodes), env_state, action, env_params
         )
         running = ~finished
         returns = returns + jnp.where(running, reward.astype(jnp.float32), 0.0)
         lengths = lengths + running.astype(jnp.int32)
+        if policy_state is not None:  # a new episode starts from the initial state
+            state = reset_where(terminated | truncated, policy_state, state)
         finished = finished | terminated | truncated
-        return t + 1, obs, env_state, key, returns, lengths, finished
+        return t + 1, obs, env_state, key, returns, lengths, finished, state
 
     init = (
         jnp.zeros((), jnp.int32),
@@ -87,9 +100,17 @@ def episode_returns(
         jnp.zeros((num_episodes,), jnp.float32),
         jnp.zeros((num_episodes,), jnp.int32),
         jnp.zeros((num_episodes,), bool),
+        policy_state,
     )
-    *_, returns, lengths, finished = jax.lax.while_loop(not_finished, one_step, init)
+    *_, returns, lengths, finished, _ = jax.lax.while_loop(not_finished, one_step, init)
     return EpisodeResults(returns=returns, lengths=lengths, completed=finished)
+
+
+def reset_where(ended: jax.Array, initial: Any, state: Any) -> Any:
+    """``state`` (leaves ``[N, ...]``) set back to ``initial`` where ``ended`` ``[N]``."""
+    return jax.tree.map(
+        lambda s0, s: jnp.where(ended.reshape(ended.shape + (1,) * (s.ndim - 1)), s0, s),
+        initial, state)
 
 
 def _default_max_steps(env_params: Any) -> int:

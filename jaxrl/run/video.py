@@ -229,13 +229,14 @@ def check_request(out_dir: str | os.PathLike, path: str | os.PathLike, *, episod
     """Every check :func:`record_video` makes before it compiles anything:
     ValueError (RunDirError for the run) naming the problem."""
     from jaxrl.run import rundir
-    from jaxrl.run.policy import check_seed
+    from jaxrl.run.policy import check_feed_forward, check_seed
 
     if not isinstance(episodes, int) or not 1 <= episodes <= MAX_EPISODES:
         raise ValueError(f"--video-episodes (episodes) must be an integer in [1, {MAX_EPISODES}], got {episodes!r}")
     saved = rundir.load_config(out_dir)
     render.check_can_render(saved["env_id"])
     check_seed(saved, seed, "--video-seed (seed)")
+    check_feed_forward(saved)
     check_output(path, force=force)
 
 
