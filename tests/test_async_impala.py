@@ -258,19 +258,21 @@ def test_keyboard_interrupt_writes_a_final_checkpoint_and_joins(tmp_path):
 
 
 def test_data_parallel_learner_on_two_devices(tmp_path):
-    """Actors on device 1, the learner's batch split over devices 0 and 1: the
+    """Actors on device 1, the learner's batch split over devices 0 and 1: a
+    run with a recurrent core (start states in the batch) trains, and the
     data-parallel update equals the one-device update on the same batch."""
     script = textwrap.dedent(
         """
-        import jax, numpy as np
+        import dataclasses, jax, numpy as np
         from jaxrl.agents import impala
         from jaxrl.distributed import async_impala as ai, make_mesh, replicate
         from jaxrl.envs import make
         cfg = impala.Config(num_envs=4, rollout_len=5, hidden_sizes=(16,))
         devices = jax.devices()
         assert len(devices) == 2
-        result = ai.train("CartPole-v1", cfg, ai.AsyncConfig(num_actors=2), jax.random.PRNGKey(0),
-                          800, actor_devices=[devices[1]], learner_devices=2, eval_episodes=0)
+        result = ai.train("CartPole-v1", dataclasses.replace(cfg, core="gru", core_size=8),
+                          ai.AsyncConfig(num_actors=2), jax.random.PRNGKey(0), 800,
+                          actor_devices=[devices[1]], learner_devices=2, eval_episodes=0)
         leaf = jax.tree.leaves(result.params)[0]
         assert len(leaf.sharding.device_set) == 2, leaf.sharding
         env, env_params = make("CartPole-v1")
@@ -295,6 +297,11 @@ def test_data_parallel_learner_on_two_devices(tmp_path):
             outs.append(update(p, replicate(learner.init_opt_state(p, hp), mesh), hp, traj, 0)[0])
         for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+        # A core's start states split with their environments (an LSTM's: both leaves).
+        carry = tuple(rng.normal(size=(8, 8)).astype(np.float32) for _ in range(2))
+        traj = traj.replace(core_carry=carry)
+        placed = jax.device_put(traj, ai.trajectory_sharding(make_mesh(2), traj)).core_carry
+        assert [s.data.shape for leaf in placed for s in leaf.addressable_shards] == [(4, 8)] * 4
         print("OK", result.version, result.lag_histogram)
         """
     )

@@ -9,7 +9,10 @@ last action earns 1 if it names the cue, so episodes are 4 steps):
   the behaviour policy exactly (PPO's first ratio is 1 in every minibatch of
   whole environments; A2C's importance weights are 1), which fails if
   minibatches cut through time or the start state is not the actors';
-- recurrent PPO solves the probe, where feed-forward PPO stays at chance ½.
+- recurrent PPO solves the probe, where feed-forward PPO stays at chance ½;
+- asynchronous IMPALA's actor threads (gymnax and host) keep each env's core
+  state across rollouts, reset it where the env ends an episode, and hand the
+  learner trajectories it replays exactly from their stored start state.
 
 The contract (seeds x hyperparameters in one program, resume, act, evaluate)
 runs on a recurrent PPO in test_agent_contract*.py (``tiny_agents.VARIANTS``).
@@ -17,6 +20,7 @@ runs on a recurrent PPO in test_agent_contract*.py (``tiny_agents.VARIANTS``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import subprocess
@@ -33,6 +37,7 @@ from xla_env import with_host_devices
 from jaxrl import envs
 from jaxrl.agents import a2c, actor_critic, impala, ppo, reward_model
 from jaxrl.distributed import async_impala
+from jaxrl.envs import gymnasium_env
 from jaxrl.run.policy import check_feed_forward, deterministic_policy
 
 ENV_ID = "Probe-RememberCue-v0"
@@ -151,8 +156,6 @@ def test_what_a_recurrent_policy_cannot_do_is_refused_with_the_field_named():
         ppo.make(env, env_params, ppo.Config(num_envs=4, num_minibatches=8, core="gru"))
     with pytest.raises(ValueError, match=r"ppo.Config.core='rnn' is invalid"):
         ppo.make(env, env_params, ppo.Config(core="rnn"))
-    with pytest.raises(ValueError, match=r"core='lstm'.*allowed|core=.lstm. is invalid"):
-        async_impala.validate(impala.Config(core="lstm"), async_impala.AsyncConfig(), 1000)
     with pytest.raises(ValueError, match=r"rm-ppo.Config.core='gru' is invalid"):
         reward_model.Config(core="gru").validate()
     agent = ppo.make(env, env_params, ppo.Config(num_envs=2, num_minibatches=2, core="gru",
@@ -167,6 +170,82 @@ def test_what_a_recurrent_policy_cannot_do_is_refused_with_the_field_named():
     obs = jnp.zeros((1,))
     with pytest.raises(ValueError, match=r"core='gru' policies carry a state"):
         agent.act(params, obs, jax.random.PRNGKey(1))
+
+
+ASYNC = impala.Config(num_envs=4, rollout_len=5, anneal_lr=False, **SMALL)
+"""Async IMPALA's actors here: 4 envs x 5 steps, a start state that is mid-episode."""
+
+
+def _assert_replayed_exactly(learner: impala.Learner, params, trajectories) -> None:
+    """The learner's log-probs of the actors' ``trajectories``, as one batch
+    replayed from their stored start states, are the actors' (every ρ is 1)."""
+    batch = async_impala.concatenate(trajectories)
+    outputs = jax.jit(functools.partial(impala.learner_outputs, learner.spec))
+    log_prob = outputs(params, batch, learner.spec.config.hparams())[1]
+    np.testing.assert_allclose(log_prob, batch.behaviour_log_prob, atol=1e-6)
+
+
+def _two_trajectories(body, params):
+    """Actor 0 of ``body`` runs two rollouts with ``params``."""
+    step, close = body(0, jax.devices()[0], jax.random.PRNGKey(3))
+    try:
+        return step(params), step(params)
+    finally:
+        close()
+
+
+def _zero_then_mid_episode(first, second) -> None:
+    """The first trajectory starts from zeros, the second (mid-episode) from
+    the non-zero state the first left, in every env and every carry leaf."""
+    for leaf in jax.tree.leaves(first.core_carry):
+        np.testing.assert_array_equal(leaf, 0.0)
+    for leaf in jax.tree.leaves(second.core_carry):
+        assert leaf.shape == (4, 8) and np.all(np.abs(leaf).max(axis=-1) > 0), leaf
+
+
+def test_async_gymnax_actor_keeps_the_core_state_across_its_rollouts():
+    """An actor thread's body on the probe (4-step episodes): the second
+    5-step rollout starts from the GRU state the first left, and the learner
+    replays both from their stored states to the actor's log-probs."""
+    env, env_params = envs.make(ENV_ID)
+    learner = impala.make_learner(env, env_params, dataclasses.replace(ASYNC, core="gru"))
+    params = learner.init_params(jax.random.PRNGKey(1))
+    first, second = _two_trajectories(
+        async_impala.gymnax_actor(learner, env, env_params, 4, 5), params)
+    _zero_then_mid_episode(first, second)
+    _assert_replayed_exactly(learner, params, [first, second])
+
+
+def test_async_host_actor_resets_the_core_state_where_the_host_env_ends_an_episode():
+    """A host actor (Gymnasium CartPole cut at 3 steps, an LSTM): the second
+    trajectory starts mid-episode from a non-zero state, and the learner's
+    replay, which resets after every terminated or truncated step, gives the
+    actor's log-probs: it would not if the actor reset anywhere else."""
+    make_env = lambda n, seed: gymnasium_env.GymnasiumBatchEnv(
+        "gymnasium:CartPole-v1", n, seed=seed, max_episode_steps=3)
+    spec_env = make_env(1, 0)
+    learner = impala.make_learner(spec_env, None, dataclasses.replace(ASYNC, core="lstm"))
+    spec_env.close()
+    params = learner.init_params(jax.random.PRNGKey(1))
+    first, second = _two_trajectories(async_impala.host_actor(learner, make_env, 4, 5), params)
+    assert first.truncated[2].all() and second.truncated[0].all()  # ends inside both
+    _zero_then_mid_episode(first, second)
+    _assert_replayed_exactly(learner, params, [first, second])
+
+
+@pytest.mark.parametrize("env_id, core", [(ENV_ID, "gru"), ("gymnasium:CartPole-v1", "lstm")])
+def test_synchronous_async_impala_with_a_core_replays_every_trajectory_exactly(env_id, core):
+    """Two actor threads (gymnax, host), synchronous (lag 0: the learner's
+    parameters are those that acted): every update's two trajectories,
+    concatenated with their start states, have importance weights of 1; the
+    greedy evaluation carries the state too."""
+    result = async_impala.train(
+        env_id, dataclasses.replace(ASYNC, core=core),
+        async_impala.AsyncConfig(num_actors=2, trajectories_per_update=2, synchronous=True),
+        jax.random.PRNGKey(0), 400, eval_episodes=4)
+    assert result.version == 10 and result.lag_histogram == {0: 20}
+    np.testing.assert_allclose(result.metrics["mean_rho"], 1.0, atol=1e-5)
+    assert np.isfinite(result.summary["eval_return_mean"])
 
 
 DATA_PARALLEL_SCRIPT = textwrap.dedent(

@@ -43,7 +43,9 @@ to ``policy_lag`` updates old) is left uncorrected, as with R2D2's stored
 state (Kapturowski et al. 2019), and its influence fades along the unroll. The
 actors' own states are never recomputed with newer parameters: they run on
 with what their parameters produced. The threaded actors of
-``jaxrl.distributed.async_impala`` are feed-forward only (they refuse a core).
+``jaxrl.distributed.async_impala`` do the same, each keeping its own
+environments' states across its rollouts, whose lag is whatever the threads
+produce rather than ``policy_lag``.
 
 The steps are module-level pure functions over a static :class:`Spec`
 (:func:`targets`, :func:`loss`, :func:`update`, :func:`rollout`,

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from jaxrl import envs
-from jaxrl.agents import impala
+from jaxrl.agents import actor_critic, impala
 
 POLL_SECONDS = 0.05
 """How long a blocked queue put/get or wait lasts before the stop event is checked again."""
@@ -190,29 +190,47 @@ def actor_loop(
 
 def gymnax_actor(learner: impala.Learner, env, env_params, num_envs: int, rollout_len: int):
     """An actor body for a gymnax env: ``body(index, device, key) -> step_fn`` where
-    ``step_fn(params) -> Trajectory`` runs one jitted rollout on ``device``."""
+    ``step_fn(params) -> Trajectory`` runs one jitted rollout on ``device``. A
+    recurrent core's state per env stays on the device between rollouts,
+    beside the env state, and each trajectory carries the one it started from."""
     batch_env = envs.BatchEnv(envs.EpisodeStats(learner.act_env), num_envs)
-    run_rollout = jax.jit(
-        lambda params, env_state, obs, key: impala.rollout(
-            learner, batch_env, env_params, params, env_state, obs, key, rollout_len
-        )
-    )
+    spec = learner.spec
+
+    def rollout(params, env_state, obs, core_carry, key):
+        if core_carry is None:
+            env_state, obs, traj = impala.rollout(learner, batch_env, env_params, params,
+                                                  env_state, obs, key, rollout_len)
+            return env_state, obs, None, traj
+        return impala.rollout_recurrent(spec, batch_env, env_params, params, env_state, obs,
+                                        core_carry, key, rollout_len)
+
+    run_rollout = jax.jit(rollout)
 
     def body(index: int, device, key: jax.Array):
         key = jax.device_put(jax.random.fold_in(key, index), device)
         key, k_reset = jax.random.split(key)
         obs, env_state = jax.jit(batch_env.reset)(k_reset, env_params)
-        state = {"env_state": env_state, "obs": obs, "key": key}
+        state = {"env_state": env_state, "obs": obs, "key": key,
+                 "core_carry": initial_carry(learner, num_envs, device)}
 
         def step(params):
             key, k_rollout = jax.random.split(state["key"])
-            env_state, obs, traj = run_rollout(params, state["env_state"], state["obs"], k_rollout)
-            state.update(env_state=env_state, obs=obs, key=key)
+            env_state, obs, core_carry, traj = run_rollout(
+                params, state["env_state"], state["obs"], state["core_carry"], k_rollout)
+            state.update(env_state=env_state, obs=obs, core_carry=core_carry, key=key)
             return jax.device_get(traj)  # waits for the rollout; hands the learner host arrays
 
         return step, lambda: None
 
     return body
+
+
+def initial_carry(learner: impala.Learner, num_envs: int, device) -> Any:
+    """A fresh core state for ``num_envs`` envs on ``device`` (None without a core):
+    every actor starts, and restarts after a resume, from zeros with fresh envs."""
+    if not learner.spec.ac.recurrent:
+        return None
+    return jax.device_put(actor_critic.initial_carry(learner.spec.ac, (num_envs,)), device)
 
 
 _HOST_COLUMNS = ("obs", "action", "behaviour_log_prob", "reward", "terminated", "truncated",
@@ -223,33 +241,59 @@ def host_actor(learner: impala.Learner, make_env: Callable[[int, int], Any], num
                rollout_len: int):
     """An actor body for host envs (``make_env(num_envs, seed)``, e.g. a
     :class:`GymnasiumBatchEnv`): the policy runs jitted on the actor's device,
-    the env steps in Python."""
+    the env steps in Python. A recurrent core's state per env stays on the
+    device between policy calls, is set back to zeros where the env reported
+    an episode end (terminated or truncated) before the next observation goes
+    in, and each trajectory carries the state it started from."""
 
     @jax.jit
     def policy(params, obs, key, t):
         return learner.policy(params, obs, jax.random.fold_in(key, t))
 
+    @jax.jit
+    def recurrent_policy(params, obs, carry, ended, key, t):
+        # The host env has auto-reset where ``ended``: ``obs`` there is a new
+        # episode's first, which must meet a fresh state.
+        carry = actor_critic.reset_carry(carry, ended)
+        action, log_prob, after = impala.recurrent_policy(learner.spec, params, carry, obs,
+                                                          jax.random.fold_in(key, t))
+        return action, log_prob, carry, after
+
     def body(index: int, device, key: jax.Array):
         seed = int(jax.random.randint(jax.random.fold_in(key, index), (), 0, 2**30))
         env = make_env(num_envs, seed)
-        obs_now = env.reset()
-        keys = {"key": jax.device_put(jax.random.fold_in(key, index), device)}
+        state = {"obs": env.reset(), "key": jax.device_put(jax.random.fold_in(key, index), device),
+                 "core_carry": initial_carry(learner, num_envs, device),
+                 "ended": np.zeros(num_envs, bool)}
+
+        def act(params, key, t):
+            """``(action, log μ, the core state the step started from or None)``."""
+            obs = jax.device_put(state["obs"], device)
+            if state["core_carry"] is None:
+                action, log_prob = policy(params, obs, key, t)
+                carry = None
+            else:
+                action, log_prob, carry, state["core_carry"] = recurrent_policy(
+                    params, obs, state["core_carry"], state["ended"], key, t)
+            return np.asarray(action), np.asarray(log_prob), carry
 
         def step(params):
-            nonlocal obs_now
-            key, k_rollout = jax.random.split(keys["key"])
-            keys["key"] = key
+            key, k_rollout = jax.random.split(state["key"])
+            state["key"] = key
             columns = collections.defaultdict(list)
+            start_carry = None
             for t in range(rollout_len):
-                action, log_prob = policy(params, jax.device_put(obs_now, device), k_rollout, t)
-                action, log_prob = np.asarray(action), np.asarray(log_prob)
+                action, log_prob, carry = act(params, k_rollout, t)
+                if t == 0:
+                    start_carry = carry
                 obs, reward, terminated, truncated, final_obs, ep_ret, ep_done = env.step(action)
-                values = (obs_now, action, log_prob, reward, terminated, truncated, final_obs,
-                          ep_ret, ep_done)
+                values = (state["obs"], action, log_prob, reward, terminated, truncated,
+                          final_obs, ep_ret, ep_done)
                 for name, value in zip(_HOST_COLUMNS, values):
                     columns[name].append(value)
-                obs_now = obs
-            return impala.Trajectory(next_obs=obs_now, **{k: np.stack(v) for k, v in columns.items()})
+                state.update(obs=obs, ended=np.logical_or(terminated, truncated))
+            return impala.Trajectory(next_obs=state["obs"], core_carry=jax.device_get(start_carry),
+                                     **{k: np.stack(v) for k, v in columns.items()})
 
         return step, env.close
 

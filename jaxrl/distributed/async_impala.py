@@ -17,6 +17,22 @@ V-trace correction uses the behaviour log-probs stored with each trajectory,
 and the policy lag of a trajectory is the learner's version minus the
 version that acted.
 
+Recurrent cores (``core`` of ``lstm`` or ``gru``) follow on-device IMPALA
+(see :mod:`jaxrl.agents.impala`): each actor keeps its envs' core state
+between rollouts (a gymnax actor beside the env state on its device, a host
+actor between its per-step policy calls), resets it where an episode ends,
+and every trajectory carries the state it started from. That state, like the
+actions, belongs to the behaviour parameters the actor ran with, so it is as
+stale as the trajectory's policy lag; the learner replays the trajectory from
+it with its own parameters. V-trace corrects for the actions, the start
+state's staleness is left uncorrected, and the actors' states are never
+recomputed with newer parameters. The learner's batch is split along
+environments, start states with them.
+
+Checkpoints hold the learner's parameters and optimiser state only: a run
+started from one has actors on fresh environments, whose core states start
+at zeros with them.
+
 ``AsyncConfig(synchronous=True)`` is the A2C-shaped baseline: every actor
 waits for the parameters published after its last trajectory was consumed,
 so every trajectory is on-policy (lag 0) and actors and learner take turns.
@@ -48,7 +64,7 @@ import numpy as np
 
 from jaxrl import envs
 from jaxrl.compilation import use_persistent_cache
-from jaxrl.agents import impala
+from jaxrl.agents import actor_critic, impala
 from jaxrl.agents.base import require
 from jaxrl.distributed.actors import (  # noqa: F401 - Item and the bodies stay importable here
     JOIN_SECONDS,
@@ -163,10 +179,6 @@ def validate(config: impala.Config, async_config: AsyncConfig, total_steps: int,
     async_config.validate()
     require(isinstance(total_steps, int) and total_steps > 0, "async impala", "total_steps",
             total_steps, "a positive integer")
-    # The threaded actors and their trajectories carry no recurrent state;
-    # recurrent IMPALA trains on-device (impala.make).
-    require(config.core == "none", "async impala", "core", config.core,
-            "'none' (recurrent cores train with on-device impala, without --async)")
     if learner_devices is not None:
         mesh = make_mesh(learner_devices)
         check_divisible("num_envs * trajectories_per_update",
@@ -406,17 +418,42 @@ def _failure_summary(env_id: str, error: TrainingDiverged) -> dict[str, Any]:
 
 def evaluate(learner, params, env_id, env_kwargs, spec_env, spec_params, key, num_episodes,
              host_env_factory=None) -> np.ndarray:
-    """Undiscounted returns of ``num_episodes`` greedy episodes."""
+    """Undiscounted returns of ``num_episodes`` greedy episodes (the first of each env)."""
+    ac = learner.spec.ac
     if spec_env is not None:
-        policy = lambda obs, k: learner.act(params, obs, k, deterministic=True)
+        if ac.recurrent:
+            policy = lambda obs, k, carry: actor_critic.recurrent_action(ac, params, carry, obs, k,
+                                                                         deterministic=True)
+            start = actor_critic.initial_carry(ac, (num_episodes,))
+        else:
+            policy, start = lambda obs, k: learner.act(params, obs, k, deterministic=True), None
         run = jax.jit(lambda k: envs.episode_returns(learner.act_env, spec_params, policy, k,
-                                                     num_episodes).returns)
+                                                     num_episodes, policy_state=start).returns)
         return np.asarray(run(key))
     host_env_factory = host_env_factory or envs.host_env_factory(env_id, **env_kwargs)
-    greedy = jax.jit(lambda obs: learner.act(params, obs, key, deterministic=True))
     seed = int(jax.random.randint(key, (), 0, 2**30))
     return gymnasium_env.host_episode_returns(
-        lambda n: host_env_factory(n, seed), lambda obs: np.asarray(greedy(obs)), num_episodes)
+        lambda n: host_env_factory(n, seed), _host_greedy(learner, params, key, num_episodes),
+        num_episodes)
+
+
+def _host_greedy(learner, params, key, num_envs: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``policy(obs) -> actions`` of the greedy policy for host envs. A core's
+    state is kept between calls and never reset: only each env's first
+    episode is scored, and that one starts from zeros."""
+    ac = learner.spec.ac
+    if not ac.recurrent:
+        greedy = jax.jit(lambda obs: learner.act(params, obs, key, deterministic=True))
+        return lambda obs: np.asarray(greedy(obs))
+    recurrent = jax.jit(lambda obs, carry: actor_critic.recurrent_action(
+        ac, params, carry, obs, key, deterministic=True))
+    state = {"carry": actor_critic.initial_carry(ac, (num_envs,))}
+
+    def policy(obs):
+        action, state["carry"] = recurrent(obs, state["carry"])
+        return np.asarray(action)
+
+    return policy
 
 
 def _columns(history: list[tuple[int, dict]]) -> dict[str, np.ndarray]:

@@ -32,28 +32,34 @@ from jaxrl.run.loop import TrainingDiverged, first_non_finite
 from jaxrl.run.sinks import MetricsChunk
 
 
+BATCH_FIRST = ("next_obs", "core_carry")
+"""Trajectory fields without a time axis: their batch (environment) axis is 0."""
+
+
 def concatenate(trajectories: Sequence[impala.Trajectory]) -> impala.Trajectory:
     """Trajectories of several actors as one batch: ``[T, B_1 + B_2 + ...]``
-    (``next_obs``, which has no time axis, along its axis 0)."""
+    (the fields of :data:`BATCH_FIRST`, which have no time axis, along their axis 0)."""
     first = trajectories[0]
     fields = {}
     for name in first.__dataclass_fields__:
-        if getattr(first, name) is None:  # an optional field (no action mask)
+        if getattr(first, name) is None:  # an optional field (no action mask, no core)
             fields[name] = None
             continue
-        axis = 0 if name == "next_obs" else 1
-        fields[name] = np.concatenate([np.asarray(getattr(t, name)) for t in trajectories], axis)
+        axis = 0 if name in BATCH_FIRST else 1
+        fields[name] = jax.tree.map(lambda *parts: np.concatenate(parts, axis),
+                                    *[getattr(t, name) for t in trajectories])
     return impala.Trajectory(**fields)
 
 
 def trajectory_sharding(mesh, example: impala.Trajectory | None = None) -> impala.Trajectory:
     """Shardings that split a :class:`Trajectory` along B over ``mesh`` (None
-    for the fields ``example`` leaves out, such as an absent action mask)."""
+    for the fields ``example`` leaves out, such as an absent action mask). A
+    core's start state splits with its environments (every leaf along axis 0)."""
     time_major = batch_sharded(mesh, batch_axis=1)
     names = impala.Trajectory.__dataclass_fields__
     absent = set() if example is None else {n for n in names if getattr(example, n) is None}
     return impala.Trajectory(**{n: None if n in absent else
-                                batch_sharded(mesh, 0) if n == "next_obs" else time_major
+                                batch_sharded(mesh, 0) if n in BATCH_FIRST else time_major
                                 for n in names})
 
 
