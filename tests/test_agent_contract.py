@@ -36,18 +36,23 @@ ITERATIONS = 4
 class Contract:
     name: str
     agent: agents.Agent
-    # jitted (keys [n], hparams [n], env steps at the start [n]) -> (states, metrics [n, ITERATIONS])
+    # jitted (keys [n], hparams at init [n], hparams the steps read [n], env
+    # steps at the start [n]) -> (states, metrics [n, ITERATIONS])
     train: object
 
-    def run(self, keys, hparams, start_env_steps=None):
+    def run(self, keys, hparams, start_env_steps=None, init_hparams=None):
+        """``ITERATIONS`` steps per lane from ``init(key, init_hparams)``
+        (default: ``hparams``) with the state's hyperparameters then replaced
+        by ``hparams``, as population-based training changes them mid-run."""
         start = StepCounter.of(0) if start_env_steps is None else start_env_steps
         start = jax.tree.map(lambda w: jnp.broadcast_to(w, (len(keys),)), start)
-        return self.train(keys, hparams, start)
+        return self.train(keys, hparams if init_hparams is None else init_hparams, hparams, start)
 
 
 def _train_fn(agent):
-    def one(key, hparams, start_env_steps):
-        state = _with_env_steps(agent.init(key, hparams), start_env_steps)
+    def one(key, init_hparams, hparams, start_env_steps):
+        state = _with_env_steps(agent.init(key, init_hparams), start_env_steps)
+        state = state.replace(hparams=hparams)
         return jax.lax.scan(lambda s, _: agent.step(s), state, length=ITERATIONS)
 
     return jax.jit(jax.vmap(one))
@@ -111,12 +116,16 @@ def _learning_rates_scaled(agent, scale):
 
 
 def test_learning_rate_is_a_swept_leaf_that_scales_the_updates(contract):
-    """A lane with learning rate 0 keeps its initial policy parameters, and a
-    larger rate moves them further (same seed in every lane, same program)."""
+    """Every lane starts from the config's hyperparameters; then its learning
+    rates are changed in the state, as population-based training changes them
+    mid-run. A lane changed to rate 0 keeps its initial policy parameters, and
+    a larger rate moves them further (same seed in every lane, same program):
+    an agent that read a rate only at init would move every lane alike."""
     keys = jnp.stack([jax.random.PRNGKey(0)] * 3)
+    configured = _learning_rates_scaled(contract.agent, [1.0, 1.0, 1.0])
     hparams = _learning_rates_scaled(contract.agent, [0.0, 1.0, 10.0])
-    states, _ = contract.run(keys, hparams)
-    start = jax.vmap(contract.agent.init)(keys, hparams)
+    states, _ = contract.run(keys, hparams, init_hparams=configured)
+    start = jax.vmap(contract.agent.init)(keys, configured)
     after, before = (contract.agent.policy_params(s) for s in (states, start))
     moved = [max(float(jnp.max(jnp.abs(a[i] - b[i])))
                  for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before)))

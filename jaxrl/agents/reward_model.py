@@ -334,7 +334,11 @@ def step(spec: Spec, state: State) -> tuple[State, dict[str, jax.Array]]:
     reward model's fit and normalisation."""
     config, model, hp = spec.config, spec.model, state.hparams
     T, B = config.rollout_len, config.num_envs
-    ppo_state, rollout = ppo.collect(spec.ppo, state.ppo)
+    # state.hparams is the run's one set of hyperparameters: PPO's state keeps
+    # its own copy (PPO's steps read it), refreshed here so that a change to
+    # state.hparams.ppo mid-run (population-based training) reaches the learner.
+    ppo_state = state.ppo.replace(hparams=hp.ppo)
+    ppo_state, rollout = ppo.collect(spec.ppo, ppo_state)
     traj = trajectory(rollout)
     learned = relabel(spec, state.ensemble, state.norm, rollout)
     ppo_state, ppo_metrics = ppo.update(spec.ppo, ppo_state, learned)
