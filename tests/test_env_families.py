@@ -113,6 +113,22 @@ def test_time_limit_is_a_truncation_never_a_termination(family_run):
     assert (out["length"][done] <= LIMIT).all()
 
 
+def test_every_family_declares_its_time_limit_through_wrappers(family_run):
+    _, env, env_params, *_ = family_run
+    assert envs.step_limit(envs.EpisodeStats(env), env_params) == LIMIT
+
+
+def test_evaluation_is_bounded_by_a_family_time_limit():
+    """Jumanji's params hold no max_steps_in_episode; evaluation reads the
+    time limit from the env instead, and every episode ends within it."""
+    env, env_params = envs.make(*CASES["jumanji"][:1], **CASES["jumanji"][1])
+    act = _policy(env, env_params)
+    policy = lambda obs, key: act(jax.random.split(key, jax.tree.leaves(obs)[0].shape[0]), obs)
+    results = envs.episode_returns(env, env_params, policy, KEY, 3)
+    assert np.asarray(results.completed).all()
+    assert (np.asarray(results.lengths) <= LIMIT).all()
+
+
 def test_auto_reset_keeps_the_final_observation(family_run):
     _, _, _, _, out, _ = family_run
     done = out["terminated"] | out["truncated"]

@@ -111,7 +111,7 @@ def option_episodes(env, env_params, goals: GoalSpec, meta_q, controller_q, max_
     if controller_x is None:
         controller_x = lambda obs, goal: controller_input(obs, goal, len(goals.names))
     num_goals, n = len(goals.names), num_episodes
-    max_steps = int(env_params.max_steps_in_episode) + 1 if max_steps is None else max_steps
+    max_steps = int(envs.step_limit(env, env_params)) + 1 if max_steps is None else max_steps
     k_reset, key = jax.random.split(key)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
     zeros_g = jnp.zeros((n, num_goals), jnp.float32)

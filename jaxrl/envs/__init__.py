@@ -34,7 +34,7 @@ with ``action_mask(env, obs, env_params)`` (None for an env without masks).
 
 from jaxrl.envs import probes  # noqa: F401  (registers the probe envs)
 from jaxrl.envs import hierarchical  # noqa: F401  (registers DecisionProcess-v0, KeyDoor-v0)
-from jaxrl.envs.evaluate import EpisodeResults, episode_returns
+from jaxrl.envs.evaluate import EpisodeResults, episode_returns, step_limit
 from jaxrl.envs.families import FAMILIES, host_env_factory, list_family_ids
 from jaxrl.envs.registry import (
     MULTI_DISCRETE,
@@ -110,5 +110,6 @@ __all__ = [
     "update_obs_norm_stats",
     "with_obs_norm_stats",
     "episode_returns",
+    "step_limit",
     "EpisodeResults",
 ]

@@ -45,8 +45,8 @@ def episode_returns(
         back to it after a step that ends its episode.
       key: randomness. ``reset_key, run_key = jax.random.split(key)``; env
         ``i`` is reset with ``jax.random.split(reset_key, num_episodes)[i]``.
-      num_episodes, max_steps: static. ``max_steps`` defaults to
-        ``env_params.max_steps_in_episode + 1``, which every episode ends
+      num_episodes, max_steps: static. ``max_steps`` defaults to one more
+        than the env's time limit (:func:`step_limit`), which every episode ends
         within because of the time limit (pass it explicitly when
         ``env_params`` is traced, e.g. vmapped over params).
 
@@ -58,7 +58,7 @@ def episode_returns(
     steps. Steps after an env's first episode are masked out.
     """
     if max_steps is None:
-        max_steps = _default_max_steps(env_params)
+        max_steps = _default_max_steps(env, env_params)
     if num_episodes < 1 or max_steps < 1:
         raise ValueError(f"num_episodes and max_steps must be positive, got {num_episodes}, {max_steps}")
 
@@ -113,14 +113,26 @@ def reset_where(ended: jax.Array, initial: Any, state: Any) -> Any:
         initial, state)
 
 
-def _default_max_steps(env_params: Any) -> int:
-    limit = getattr(env_params, "max_steps_in_episode", None)
+def step_limit(env: Any, env_params: Any) -> int | None:
+    """The most steps an episode of ``env`` takes (its time limit): the env's
+    own ``step_limit`` (the families' adapters, through any wrapper), else
+    gymnax's ``env_params.max_steps_in_episode``; None where neither exists."""
+    own = getattr(env, "step_limit", None)
+    if callable(own):
+        return own(env_params)
+    return getattr(env_params, "max_steps_in_episode", None)
+
+
+def _default_max_steps(env: Any, env_params: Any) -> int:
+    """One more than the env's time limit (:func:`step_limit`)."""
+    limit = step_limit(env, env_params)
     if limit is None:
-        raise ValueError("env_params has no max_steps_in_episode: pass max_steps explicitly")
+        raise ValueError(f"{getattr(env, 'name', type(env).__name__)} declares no time limit "
+                         "(no max_steps_in_episode): pass max_steps explicitly")
     try:
         return int(limit) + 1
     except (TypeError, jax.errors.ConcretizationTypeError):
         raise ValueError(
-            "env_params.max_steps_in_episode is traced (env_params passed through jit/vmap): "
+            "the env's time limit is traced (env_params passed through jit/vmap): "
             "pass max_steps explicitly"
         ) from None

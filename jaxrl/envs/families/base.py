@@ -17,6 +17,11 @@ class FamilyEnv(environment.Environment):
     def __init__(self, task: str):
         self.task = task
 
+    def step_limit(self, params) -> int | None:
+        """The most steps an episode takes (its time limit), or None where
+        the family declares none: what evaluation bounds its loop by."""
+        return getattr(params, "max_steps_in_episode", None)
+
     @property
     def name(self) -> str:
         return f"{self.family}:{self.task}"

@@ -64,6 +64,9 @@ class CraftaxEnv(FamilyEnv):
     def _terminated(self, state: Any, params: Any) -> jax.Array:
         return jnp.asarray(self._craftax.is_terminal(state, params.replace(max_timesteps=_NO_TIME_LIMIT)))
 
+    def step_limit(self, params: Any) -> int:
+        return params.max_timesteps
+
     def is_truncated(self, state: Any, params: Any) -> jax.Array:
         return (state.timestep >= params.max_timesteps) & ~self._terminated(state, params)
 

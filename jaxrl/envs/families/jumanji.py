@@ -101,6 +101,10 @@ class JumanjiEnv(FamilyEnv):
             return jnp.zeros((), bool)
         return step_count >= time_limit
 
+    def step_limit(self, params: JumanjiParams) -> int | None:
+        """The Jumanji env's ``time_limit`` (None for one without)."""
+        return getattr(self._jumanji, "time_limit", None)
+
     def is_truncated(self, state: JumanjiState, params: JumanjiParams) -> jax.Array:
         return state.truncated
 

@@ -49,6 +49,9 @@ class XMiniGridEnv(FamilyEnv):
         terminated = timestep.last() & (timestep.discount == 0)
         return timestep.observation, timestep, jnp.asarray(timestep.reward, jnp.float32), terminated, {}
 
+    def step_limit(self, params: Any) -> int:
+        return params.max_steps
+
     def is_truncated(self, timestep: Any, params: Any) -> jax.Array:
         return timestep.last() & (timestep.discount > 0)
 
