@@ -422,7 +422,8 @@ def _train(args: argparse.Namespace) -> int:
 def _train_async(args: argparse.Namespace) -> int:
     """``jaxrl train ALGO --async``: threads, see :mod:`jaxrl.distributed.async_impala`."""
     _check_async_flags(args)
-    env_id, total_steps, config, async_config = _check_input(_prepare_async_run, args)
+    env_id, total_steps, config, async_config, eval_every, sinks = _check_input(
+        _prepare_async_run, args)
     import jax
 
     from jaxrl.distributed import async_impala
@@ -440,6 +441,7 @@ def _train_async(args: argparse.Namespace) -> int:
                 learner_devices=args.devices, out_dir=args.out, force=args.force,
                 checkpoint_every_seconds=_pick(args.checkpoint_every, DEFAULT_CHECKPOINT_SECONDS),
                 eval_episodes=_pick(args.eval_episodes, DEFAULT_EVAL_EPISODES),
+                eval_every=eval_every, sinks=sinks,
                 progress=not args.no_progress, compile_cache=not args.no_compile_cache,
             )
 
@@ -461,9 +463,7 @@ def _check_async_flags(args: argparse.Namespace) -> None:
             f"--async does not support ALGO other than {', '.join(_algorithms_with_async_actors())}"
         )
     unsupported = {"--resume": args.resume, "--distributed": args.distributed,
-                   "--labels": args.labels is not None, "--jsonl": args.jsonl,
-                   "--tensorboard": args.tensorboard, "--eval-every": args.eval_every,
-                   "--log " + ",".join(args.log): set(args.log) - {"csv"}}
+                   "--labels": args.labels is not None}
     for flag, given in unsupported.items():
         if given:
             raise UsageError("--async runs cannot be resumed" if flag == "--resume"
@@ -473,7 +473,8 @@ def _check_async_flags(args: argparse.Namespace) -> None:
 
 
 def _prepare_async_run(args: argparse.Namespace):
-    """``(env_id, total_steps, agent config, AsyncConfig)`` of an ``--async`` run, checked."""
+    """``(env_id, total_steps, agent config, AsyncConfig, eval_every, sinks)`` of an
+    ``--async`` run, checked."""
     from jaxrl.distributed import async_impala
     from jaxrl.run import config_io, experiment, rundir
 
@@ -486,10 +487,13 @@ def _prepare_async_run(args: argparse.Namespace):
         module, experiment.with_total_steps(module, overrides, total_steps))
     async_config = async_impala.AsyncConfig(num_actors=_pick(args.actors, 2))
     async_impala.validate(config, async_config, total_steps, args.devices)
+    eval_episodes = _pick(args.eval_episodes, DEFAULT_EVAL_EPISODES)
+    eval_every = _eval_every(args.eval_every, DEFAULT_EVAL_EVERY, eval_episodes)
     if args.out is None:
         args.out = _default_out_dir(f"{args.algo}-async", env_id)
     rundir.check_request(args.out, {}, resume=False, force=args.force)
-    return env_id, total_steps, config, async_config
+    sinks = _extra_sinks(args.out, _requested_logs(args))
+    return env_id, total_steps, config, async_config, eval_every, sinks
 
 
 def _report(train, out_dir: Path, *, preempted: str, interrupted: str,

@@ -340,14 +340,24 @@ def test_cli_async_run_writes_a_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "impala", "--env", "CartPole-v1", "--async", "--actors", "2",
                  "--total-steps", "1600", "--set", "num_envs=4", "--set", "rollout_len=10",
-                 "--set", "hidden_sizes=16", "--eval-episodes", "2", "--no-progress",
-                 "--out", str(out)])
+                 "--set", "hidden_sizes=16", "--eval-episodes", "2", "--eval-every", "400",
+                 "--log", "csv,jsonl", "--no-progress", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    for name in ("config.json", "metrics.csv", "summary.json", "curve.png"):
+    for name in ("config.json", "metrics.csv", "metrics.jsonl", "summary.json", "curve.png"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_actors"] == 2 and summary["env_steps"] == 1600
     assert "eval_return_mean" in summary and summary["lag_histogram"]
+    # Evaluations of the parameters published past each 400 env steps the
+    # learner consumed (points passed between two looks share one), then the final one.
+    rows = (out / "eval.csv").read_text().splitlines()
+    steps = [int(row.split(",")[0]) for row in rows[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 1600, rows
+    assert len(steps) >= 2 and steps[0] >= 400, rows
+    assert summary["best_eval_step"][0] in steps
+    assert summary["best_eval_return"][0] >= summary["eval_return"][0]
+    jsonl_rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(jsonl_rows) == len((out / "metrics.csv").read_text().splitlines()) - 1
     config = json.loads((out / "config.json").read_text())
     assert config["mode"] == "async" and config["async_config"]["num_actors"] == 2
     assert (out / "checkpoints").is_dir()

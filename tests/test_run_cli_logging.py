@@ -92,12 +92,3 @@ def test_unusable_mlflow_store_is_refused_before_compiling(tmp_path, capsys, mon
     )
     assert_usage_error(status, err, seconds, "nosuchscheme://nowhere", "MLFLOW_TRACKING_URI")
     assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.parametrize("argv, flag", [(["--log", "wandb"], "--log wandb"),
-                                        (["--eval-every", "1000"], "--eval-every")])
-def test_async_runs_refuse_what_they_do_not_serve(tmp_path, capsys, argv, flag):
-    status, _, err, seconds = run_cli(
-        capsys, "train", "impala", "--async", "--out", tmp_path / "run", *argv
-    )
-    assert_usage_error(status, err, seconds, f"--async does not support {flag}")

@@ -89,6 +89,7 @@ from jaxrl.distributed.learner import (  # noqa: F401 - trajectory_sharding stay
 from jaxrl.envs import gymnasium_env
 from jaxrl.mesh import check_divisible, make_mesh, replicate
 from jaxrl.run import config_io, preemption
+from jaxrl.run.evaluation import best_evaluation, evaluation_chunk, evaluation_due
 from jaxrl.run.loop import TrainingDiverged
 from jaxrl.run.writer import RunWriter
 
@@ -199,6 +200,8 @@ def train(
     force: bool = False,
     checkpoint_every_seconds: float = 10.0,
     eval_episodes: int = 10,
+    eval_every: int | None = None,
+    sinks: Sequence[Any] = (),
     host_env_factory: Callable[[int, int], Any] | None = None,
     on_update: Callable[[int, dict], None] | None = None,
     stop_when: Callable[[int, Any], bool] | None = None,
@@ -219,6 +222,16 @@ def train(
         default the first device); the learner batch is split over it.
       out_dir: a run directory (config.json, metrics.csv, checkpoints/,
         summary.json, curve.png), as ``jaxrl.run.train`` writes; None: none.
+      eval_episodes: greedy episodes of each evaluation (0: none).
+      eval_every: also evaluate the published parameters every ``eval_every``
+        env steps the learner has consumed (None: only at the end), from the
+        main thread while the others train: the first version it sees past
+        each such point (points the learner passes between two of its looks
+        share one evaluation); rows go to eval.csv and
+        ``sinks``, and summary.json gains ``best_eval_return`` and
+        ``best_eval_step``.
+      sinks: further metric sinks (:func:`jaxrl.run.sinks.make_sinks`: JSONL,
+        TensorBoard, W&B, MLflow) fed the learner's rows and the evaluations.
       host_env_factory: ``factory(num_envs, seed)`` of a host batch env (the
         :class:`GymnasiumBatchEnv` interface) instead of ``env_id``'s.
       stop_when: ``stop_when(version, params) -> bool`` called in the learner
@@ -237,13 +250,18 @@ def train(
     """
     env_kwargs = dict(env_kwargs or {})
     validate(config, async_config, total_steps, learner_devices)
+    require(eval_every is None or (isinstance(eval_every, int) and eval_every > 0),
+            "async impala", "eval_every", eval_every, "a positive integer or None")
     use_persistent_cache(compile_cache)
     key, k_params = jax.random.split(key)
     writer = RunWriter(out_dir, run_config or _run_config(
-        env_id, env_kwargs, config, async_config, total_steps, key), force=force)
+        env_id, env_kwargs, config, async_config, total_steps, key, eval_every),
+        force=force, sinks=sinks)
     writer.check()
     learner, actor_body, spec_env, spec_params = _build(
         env_id, env_kwargs, config, async_config, host_env_factory)
+    greedy_returns = greedy_evaluation(learner, env_id, env_kwargs, spec_env, spec_params,
+                                       eval_episodes, host_env_factory)
     mesh = make_mesh(learner_devices if learner_devices is not None else [jax.devices()[0]])
     hparams = replicate(config.hparams(), mesh)
     params = replicate(learner.init_params(k_params), mesh)
@@ -256,7 +274,11 @@ def train(
                        key)
     threads.add_learner(make_update(learner, mesh), hparams, on_update, stop_when)
     writer.show_progress(total_steps, 0, 1, progress, extra=("policy_lag",))
-    interrupted, stopped_by, history = _run_threads(threads, writer, checkpoint_every_seconds)
+    final_key = jax.random.fold_in(key, 10_007)
+    periodic = (PeriodicEvaluation(greedy_returns, eval_every, plan, key, final_key, writer)
+                if eval_every is not None and eval_episodes > 0 else None)
+    interrupted, stopped_by, history = _run_threads(threads, writer, checkpoint_every_seconds,
+                                                    periodic)
 
     final_params, final_opt, version = store.snapshot()
     _checkpoint(writer, store.snapshot())
@@ -269,11 +291,14 @@ def train(
     summary = _summary(env_id, async_config, version, steps_per_update, interrupted,
                        lag_histogram, rates)
     if not interrupted and eval_episodes > 0:
-        returns = evaluate(learner, final_params, env_id, env_kwargs, spec_env, spec_params,
-                           jax.random.fold_in(key, 10_007), eval_episodes, host_env_factory)
+        returns = (periodic.final_returns if periodic is not None else None)
+        if returns is None:
+            returns = greedy_returns(final_params, final_key)
         summary.update(eval_return=[float(np.mean(returns))],
                        eval_return_mean=float(np.mean(returns)),
                        eval_return_std=float(np.std(returns)))
+        if periodic is not None:
+            summary.update(best_evaluation(*writer.evaluations()))
     writer.finish(summary, f"async impala on {env_id}")
     writer.close()
     result = AsyncResult(final_params, final_opt, version, version * steps_per_update,
@@ -316,7 +341,8 @@ class _Threads:
         self.group.add("learner", "impala-learner", learn)
 
 
-def _run_threads(threads: _Threads, writer: RunWriter, checkpoint_every_seconds: float):
+def _run_threads(threads: _Threads, writer: RunWriter, checkpoint_every_seconds: float,
+                 periodic: "PeriodicEvaluation | None" = None):
     """Runs the threads to their end, writing the learner's rows and periodic
     checkpoints from this (the main) thread. Returns ``(interrupted by Ctrl-C,
     the stop request (SIGTERM) that ended it or None, rows)``; re-raises the
@@ -325,8 +351,12 @@ def _run_threads(threads: _Threads, writer: RunWriter, checkpoint_every_seconds:
     interrupted, stopped_by = False, None
     try:
         writer.start()
+        if periodic is not None:
+            writer.open_evaluations(seeds=1)
         threads.group.start()
-        stopped_by = _supervise(threads, rows, writer, checkpoint_every_seconds)
+        stopped_by = _supervise(threads, rows, writer, checkpoint_every_seconds, periodic)
+        if periodic is not None and stopped_by is None and not threads.group.errors:
+            periodic.finish(threads.store.snapshot())
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -344,14 +374,16 @@ def _run_threads(threads: _Threads, writer: RunWriter, checkpoint_every_seconds:
     return interrupted, stopped_by, rows.history
 
 
-def _supervise(threads: _Threads, rows, writer: RunWriter, checkpoint_every_seconds: float
-               ) -> str | None:
+def _supervise(threads: _Threads, rows, writer: RunWriter, checkpoint_every_seconds: float,
+               periodic: "PeriodicEvaluation | None" = None) -> str | None:
     """The main thread while the others run: writes their rows and checkpoints
     on time. Returns the reason of a stop request (SIGTERM), else None once
     the threads stop."""
     last_checkpoint = time.perf_counter()
     while not threads.group.stop.wait(POLL_SECONDS):
         rows.drain()
+        if periodic is not None:
+            periodic.after(threads.store.snapshot())
         reason = preemption.stop_reason()
         if reason is not None:  # SIGTERM: the caller checkpoints, then stops
             return reason
@@ -419,22 +451,74 @@ def _failure_summary(env_id: str, error: TrainingDiverged) -> dict[str, Any]:
 def evaluate(learner, params, env_id, env_kwargs, spec_env, spec_params, key, num_episodes,
              host_env_factory=None) -> np.ndarray:
     """Undiscounted returns of ``num_episodes`` greedy episodes (the first of each env)."""
+    return greedy_evaluation(learner, env_id, env_kwargs, spec_env, spec_params, num_episodes,
+                             host_env_factory)(params, key)
+
+
+def greedy_evaluation(learner, env_id, env_kwargs, spec_env, spec_params, num_episodes,
+                      host_env_factory=None) -> Callable[[Any, jax.Array], np.ndarray]:
+    """``returns(params, key) -> [num_episodes]`` of the greedy policy (the first
+    episode of each env). For a gymnax env it is one jitted program, compiled
+    once and reused by every evaluation of a run."""
     ac = learner.spec.ac
     if spec_env is not None:
-        if ac.recurrent:
-            policy = lambda obs, k, carry: actor_critic.recurrent_action(ac, params, carry, obs, k,
-                                                                         deterministic=True)
-            start = actor_critic.initial_carry(ac, (num_episodes,))
-        else:
-            policy, start = lambda obs, k: learner.act(params, obs, k, deterministic=True), None
-        run = jax.jit(lambda k: envs.episode_returns(learner.act_env, spec_params, policy, k,
-                                                     num_episodes, policy_state=start).returns)
-        return np.asarray(run(key))
+        def episode_returns(params, k):
+            if ac.recurrent:
+                policy = lambda obs, k, carry: actor_critic.recurrent_action(
+                    ac, params, carry, obs, k, deterministic=True)
+                start = actor_critic.initial_carry(ac, (num_episodes,))
+            else:
+                policy, start = lambda obs, k: learner.act(params, obs, k, deterministic=True), None
+            return envs.episode_returns(learner.act_env, spec_params, policy, k, num_episodes,
+                                        policy_state=start).returns
+
+        run = jax.jit(episode_returns)
+        return lambda params, key: np.asarray(run(params, key), np.float64)
     host_env_factory = host_env_factory or envs.host_env_factory(env_id, **env_kwargs)
-    seed = int(jax.random.randint(key, (), 0, 2**30))
-    return gymnasium_env.host_episode_returns(
-        lambda n: host_env_factory(n, seed), _host_greedy(learner, params, key, num_episodes),
-        num_episodes)
+
+    def host_returns(params, key):
+        seed = int(jax.random.randint(key, (), 0, 2**30))
+        return np.asarray(gymnasium_env.host_episode_returns(
+            lambda n: host_env_factory(n, seed), _host_greedy(learner, params, key, num_episodes),
+            num_episodes), np.float64)
+
+    return host_returns
+
+
+class PeriodicEvaluation:
+    """Greedy evaluations of the published parameters each time the learner
+    has consumed another ``eval_every`` env steps, run by the main thread
+    while the others train, then the final one when the learner is done: rows
+    of eval.csv and the sinks. Each draws its episodes from the run key and
+    the parameters' version; the final one from ``final_key``, as the
+    summary's evaluation does without periodic ones."""
+
+    def __init__(self, greedy_returns, eval_every: int, plan: LearnerPlan, key: jax.Array,
+                 final_key: jax.Array, writer: RunWriter):
+        self.greedy_returns, self.eval_every, self.plan = greedy_returns, eval_every, plan
+        self.key, self.final_key, self.writer = key, final_key, writer
+        self.steps_done = 0
+        self.final_returns: np.ndarray | None = None
+
+    def after(self, snapshot: tuple[Any, Any, int]) -> None:
+        """Evaluates ``snapshot``'s parameters if an evaluation point was
+        crossed (the last update's is the final evaluation's)."""
+        params, _, version = snapshot
+        steps = version * self.plan.steps_per_update
+        if version >= self.plan.total_updates or not evaluation_due(
+                self.steps_done, steps, self.eval_every):
+            return
+        self.steps_done = steps
+        self._write(steps, self.greedy_returns(params, jax.random.fold_in(self.key, version)))
+
+    def finish(self, snapshot: tuple[Any, Any, int]) -> None:
+        """The final evaluation, of the learner's last parameters."""
+        params, _, version = snapshot
+        self.final_returns = self.greedy_returns(params, self.final_key)
+        self._write(version * self.plan.steps_per_update, self.final_returns)
+
+    def _write(self, steps: int, returns: np.ndarray) -> None:
+        self.writer.write_evaluation(evaluation_chunk(steps, returns[None]))
 
 
 def _host_greedy(learner, params, key, num_envs: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -465,7 +549,8 @@ def _columns(history: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
     return columns
 
 
-def _run_config(env_id, env_kwargs, config, async_config, total_steps, key) -> dict:
+def _run_config(env_id, env_kwargs, config, async_config, total_steps, key,
+                eval_every=None) -> dict:
     return {
         "algorithm": "impala",
         "mode": "async",
@@ -475,5 +560,6 @@ def _run_config(env_id, env_kwargs, config, async_config, total_steps, key) -> d
         "async_config": dataclasses.asdict(async_config),
         "seeds": 1,
         "total_steps": total_steps,
+        "eval_every": eval_every,
         "key": config_io.key_to_json(key),
     }
