@@ -312,18 +312,24 @@ def act_and_step(spec: Spec, env_state, network_obs, mask, policy_out, action_no
     return next_obs, env_state, transition
 
 
+def rollout_randomness(spec: Spec, rng: jax.Array):
+    """``(rng, action noise [T, B, ...], env keys [T, B])`` of one rollout.
+
+    Drawn in two calls before the loop: on a CPU each PRNG call inside the
+    step is a small loop of its own and cost more than the policy's forward
+    pass."""
+    rng, k_noise, k_env = jax.random.split(rng, 3)
+    shape = (spec.config.rollout_len, spec.config.num_envs)
+    return (rng, actor_critic.sampling_noise(spec.ac, k_noise, shape),
+            jax.random.split(k_env, shape))
+
+
 def collect(spec: Spec, state: State) -> tuple[State, Rollout]:
     """``rollout_len`` steps of every environment with the current policy."""
     if spec.ac.recurrent:
         return collect_recurrent(spec, state)
-    config, ac = spec.config, spec.ac
-    # The rollout's randomness is drawn in two calls before the loop: on a
-    # CPU each PRNG call inside the step is a small loop of its own and
-    # cost more than the policy's forward pass.
-    rng, k_noise, k_env = jax.random.split(state.rng, 3)
-    shape = (config.rollout_len, config.num_envs)
-    noise = actor_critic.sampling_noise(ac, k_noise, shape)
-    env_keys = jax.random.split(k_env, shape)
+    ac = spec.ac
+    rng, noise, env_keys = rollout_randomness(spec, state.rng)
 
     def one_step(carry, step_randomness):
         params, env_state, obs = carry
@@ -347,11 +353,8 @@ def collect(spec: Spec, state: State) -> tuple[State, Rollout]:
 def collect_recurrent(spec: Spec, state: RecurrentState) -> tuple[RecurrentState, Rollout]:
     """:func:`collect` for a recurrent policy: the core's state runs along the
     environments and is reset after each step that ends an episode."""
-    config, ac = spec.config, spec.ac
-    rng, k_noise, k_env = jax.random.split(state.rng, 3)
-    shape = (config.rollout_len, config.num_envs)
-    noise = actor_critic.sampling_noise(ac, k_noise, shape)
-    env_keys = jax.random.split(k_env, shape)
+    ac = spec.ac
+    rng, noise, env_keys = rollout_randomness(spec, state.rng)
 
     def one_step(carry, step_randomness):
         params, env_state, obs, core_carry = carry
