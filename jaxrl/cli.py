@@ -211,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scale = train.add_argument_group("scaling out (see README, 'Scaling out')")
     scale.add_argument(
+        "--cpu-devices",
+        type=_count,
+        metavar="N",
+        help="on the CPU, split the seeds over N host devices, each on its own core "
+        "(default: one per CPU core; 1: every seed on one device)",
+    )
+    scale.add_argument(
         "--devices",
         type=_count,
         metavar="N",
@@ -371,10 +378,14 @@ def _train(args: argparse.Namespace) -> int:
         return _train_async(args)
     from jaxrl import run
     from jaxrl.compilation import use_persistent_cache
+    from jaxrl.cpu import use_cpu_cores
     from jaxrl.run import preemption
     from jaxrl.run.checkpoint import DEFAULT_CHECKPOINT_SECONDS
 
     use_persistent_cache(not args.no_compile_cache)
+    if args.cpu_devices is not None:
+        _require_positive(cpu_devices=args.cpu_devices)
+        use_cpu_cores(args.cpu_devices)
     if args.labels is not None:
         args.set = [*args.set, f"labels={args.labels}"]
     # jax.distributed must start before JAX computes anything (PRNGKey included).
@@ -407,6 +418,7 @@ def _train(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 force=args.force,
                 compile_cache=not args.no_compile_cache,
+                seed_devices=args.cpu_devices,
                 **train_args,
             )
 

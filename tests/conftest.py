@@ -33,6 +33,16 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = " ".join(
         [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"]).strip()
 
+# Two host CPU devices in every test process, whatever the machine's cores,
+# so that runs of several seeds split over devices (jaxrl.cpu) wherever the
+# suite runs. Set in this process only: the child processes that tests start
+# get jaxrl's own default (one device per core) unless they say otherwise.
+# jax reads its environment settings (the cache above) when first imported,
+# so it is imported only now.
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 2)
+
 # Hypothesis example counts are kept small because every new shape is a new
 # XLA compilation; the kernels are checked on many values per shape instead.
 hypothesis.settings.register_profile(

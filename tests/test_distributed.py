@@ -46,17 +46,17 @@ def _param_checksum(params) -> float:
     return float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(params)))
 
 
-# ---------------------------------------------------------------- validation (one device)
+# ---------------------------------------------------------------- validation (this process's two devices)
 
 def test_more_devices_than_available_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"devices=2 is invalid: expected 1\.\.1"):
-        make_mesh(2)
+    with pytest.raises(ValueError, match=r"devices=3 is invalid: expected 1\.\.2"):
+        make_mesh(3)
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--devices", "2"], "devices=2 is invalid"),
+        (["--devices", "3"], "devices=3 is invalid"),
         (["--devices", "0"], "--devices must be positive"),
         (["--coordinator", "localhost:1234"], "need --distributed"),
         (["--distributed", "--devices", "2"], "exclude each other"),

@@ -2,7 +2,7 @@
 own layer or of layers below it (DESIGN.md's layer list)::
 
     cli, export -> distributed -> run -> feedback -> agents
-        -> config, networks, replay, envs, mesh, compilation -> ops
+        -> config, networks, replay, envs, mesh, compilation, cpu -> ops
 
 The imports are read from the source with ``ast`` (those inside functions
 too, which a lazy import hides from a run-time check), so a new upward
@@ -26,7 +26,7 @@ LAYERS = (
     ("run",),
     ("feedback",),
     ("agents",),
-    ("config", "networks", "replay", "envs", "mesh", "compilation"),
+    ("config", "networks", "replay", "envs", "mesh", "compilation", "cpu"),
     ("ops",),
 )
 

@@ -53,6 +53,9 @@ class Agent:
         starts from: its ``act(params, obs, key, deterministic=False,
         carry=carry)`` returns ``(action, carry)``, and the caller sets the
         carry back to ``initial_carry`` where an episode ends.
+      mesh: None, or the device mesh whose devices the agent's own ``init``
+        and ``step`` place its state on (:func:`jaxrl.distributed.data_parallel`);
+        ``jaxrl.run.train`` then leaves the placement to them.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Agent:
     default_hparams: Callable[[], PyTree]
     env_steps_per_step: int
     initial_carry: Callable[..., PyTree] | None = None
+    mesh: Any = None
 
 
 def bind(name: str, spec: Any, env: Any, env_params: Any, *, init: Callable, step: Callable,

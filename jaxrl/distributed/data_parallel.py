@@ -140,4 +140,4 @@ def data_parallel(agent: Agent, mesh: Mesh | int | None = None) -> Agent:
             )
             return _constrain(state, mesh, num_envs), metrics
 
-    return dataclasses.replace(agent, init=init, step=step)
+    return dataclasses.replace(agent, init=init, step=step, mesh=mesh)

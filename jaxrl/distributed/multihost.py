@@ -43,6 +43,7 @@ import socket
 import sys
 import time
 
+from jaxrl.cpu import one_device_per_process
 from jaxrl.run import coordination
 
 # The agreement primitives live with the host loop that uses them (it must
@@ -143,6 +144,7 @@ def initialize(spec: ProcessSpec | None = None) -> ProcessSpec:
 
     spec = resolve() if spec is None else spec
     spec.validate()
+    one_device_per_process()
     # XLA:CPU has no cross-process collectives unless told to use gloo; GPU
     # and TPU use their own (NCCL, ICI) and ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -9,7 +9,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from jax.sharding import PartitionSpec as P
+
 from jaxrl.agents.base import Agent
+from jaxrl.run.seeds import ONE_DEVICE, SEEDS_AXIS, SeedPlacement, over_seeds, placement_of
 from jaxrl.run.sinks import MetricsChunk
 
 # Evaluation draws from its own stream of the run key, so evaluating never
@@ -22,15 +25,21 @@ def evaluation_keys(run_key: jax.Array, seeds: int) -> jax.Array:
     return jax.random.split(jax.random.fold_in(run_key, _EVAL_STREAM), seeds)
 
 
-def make_evaluator(agent: Agent):
+def make_evaluator(agent: Agent, placement: SeedPlacement = ONE_DEVICE):
     """``evaluator(states, keys, num_episodes) -> [seeds, num_episodes]`` returns, jitted
-    (one jitted function per agent, so evaluating again does not recompile)."""
-    return _evaluator(agent.evaluate)
+    (one jitted function per agent and placement, so evaluating again does not
+    recompile), for states where ``placement`` puts them."""
+    return _evaluator(agent.evaluate, placement)
 
 
 @functools.lru_cache(maxsize=16)
-def _evaluator(evaluate_fn):
-    return jax.jit(jax.vmap(evaluate_fn, in_axes=(0, 0, None)), static_argnums=2)
+def _evaluator(evaluate_fn, placement: SeedPlacement):
+    def evaluate_all(states, keys, num_episodes):
+        per_device = lambda s, k: over_seeds(evaluate_fn, (0, 0, None))(s, k, num_episodes)
+        return placement.shard(
+            per_device, in_specs=(P(SEEDS_AXIS), P(SEEDS_AXIS)), out_specs=P(SEEDS_AXIS))(states, keys)
+
+    return jax.jit(evaluate_all, static_argnums=2)
 
 
 def evaluate(agent: Agent, states: Any, run_key: jax.Array, num_episodes: int) -> np.ndarray:
@@ -42,7 +51,8 @@ def evaluate(agent: Agent, states: Any, run_key: jax.Array, num_episodes: int) -
 def evaluate_with_keys(agent: Agent, states: Any, keys: jax.Array, num_episodes: int) -> np.ndarray:
     """Returns of ``num_episodes`` episodes per seed drawn with ``keys [seeds]``,
     ``[seeds, num_episodes]``."""
-    returns = make_evaluator(agent)(states, keys, num_episodes)
+    placement = placement_of(states)
+    returns = make_evaluator(agent, placement)(states, placement.place(keys), num_episodes)
     return np.asarray(jax.device_get(returns), dtype=np.float64)
 
 

@@ -139,12 +139,14 @@ def restore_latest(out_dir: str | os.PathLike, agent: Any, saved: dict[str, Any]
 
     from jaxrl.run.checkpoint import Checkpointer
     from jaxrl.run.loop import make_init_fn
+    from jaxrl.run.seeds import ONE_DEVICE
 
     checkpoints = Path(out_dir) / rundir.CHECKPOINTS
     restored = None
     if checkpoints.is_dir():
         keys = jax.random.split(key_from_json(saved["key"]), saved["seeds"])
-        abstract = jax.eval_shape(make_init_fn(agent, saved["seeds"]), keys, None)
+        abstract = ONE_DEVICE.restore_target(
+            jax.eval_shape(make_init_fn(agent, saved["seeds"]), keys, None), agent)
         with Checkpointer(checkpoints) as checkpointer:
             restored = checkpointer.restore_latest_intact(abstract)
     if restored is None:

@@ -1,7 +1,8 @@
 """The chunked training loop.
 
-A run of ``n`` iterations over ``seeds`` seeds is ``lax.scan`` of the vmapped
-``agent.step``, cut into chunks of ``chunk_iterations``: one jitted function
+A run of ``n`` iterations over ``seeds`` seeds is ``lax.scan`` of
+``agent.step`` over every seed (:mod:`jaxrl.run.seeds`: mapped and split over
+the CPU cores, or vmapped on an accelerator), cut into chunks of ``chunk_iterations``: one jitted function
 runs a chunk on the device, and between chunks the host writes metrics,
 updates the progress bar and checkpoints. Chunk boundaries depend only on
 the run's config, so a resumed run executes exactly the same programs on
@@ -21,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from jaxrl.agents.base import MAX_INT, MAX_TOTAL_STEPS, Agent, check_schedule_span
 from jaxrl.compilation import compiler_options, use_persistent_cache
@@ -37,6 +39,7 @@ from jaxrl.run.evaluation import (
     evaluation_due,
     periodic_evaluation_keys,
 )
+from jaxrl.run.seeds import ONE_DEVICE, SEEDS_AXIS, SeedPlacement, over_seeds, place_seeds, seeds_in_sequence
 from jaxrl.run.sinks import MetricsChunk, Sink
 from jaxrl.run.writer import RunWriter
 
@@ -159,23 +162,25 @@ class TrainResult:
     eval_curve: np.ndarray | None = None
 
 
-def make_chunk_fn(agent: Agent, chunk_iterations: int):
+def make_chunk_fn(agent: Agent, chunk_iterations: int, placement: SeedPlacement = ONE_DEVICE):
     """``chunk(states, active) -> (states, metrics [chunk_iterations, seeds])``, jitted,
-    running the first ``active`` iterations (the rest return zero metrics).
+    running the first ``active`` iterations (the rest return zero metrics), with
+    the states where ``placement`` puts them (:mod:`jaxrl.run.seeds`).
 
-    The same agent and chunk length give the same jitted function, so a
-    notebook that trains one agent again, or resumes it, does not recompile."""
-    return _chunk_fn(agent.step, chunk_iterations)
+    The same agent, chunk length and placement give the same jitted function,
+    so a notebook that trains one agent again, or resumes it, does not recompile."""
+    return _chunk_fn(agent.step, chunk_iterations, placement)
 
 
-@functools.lru_cache(maxsize=16)
-def _chunk_fn(step, chunk_iterations: int):
+def _active_iterations(step, chunk_iterations: int):
+    """``(state, active) -> (state, metrics [chunk_iterations, ...])`` of one
+    state: ``chunk_iterations`` calls of ``step``, the first ``active`` real."""
     # Jitted so that its trace is cached: eval_shape below and the cond's
     # branch then trace the step once between them, not twice.
-    vstep = jax.jit(jax.vmap(step))
+    step = jax.jit(step)
 
-    def chunk(states, active):
-        metric_shapes = jax.eval_shape(vstep, states)[1]
+    def run(state, active):
+        metric_shapes = jax.eval_shape(step, state)[1]
 
         def skip(s):
             return s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
@@ -183,31 +188,62 @@ def _chunk_fn(step, chunk_iterations: int):
         def body(s, i):
             # The predicate is one scalar for all seeds, so this is a real
             # branch: switched-off iterations cost nothing.
-            return jax.lax.cond(i < active, vstep, skip, s)
+            return jax.lax.cond(i < active, step, skip, s)
 
-        return jax.lax.scan(body, states, jnp.arange(chunk_iterations))
+        return jax.lax.scan(body, state, jnp.arange(chunk_iterations))
 
-    # Donating the states lets XLA update them in place.
-    return jax.jit(chunk, donate_argnums=0, compiler_options=compiler_options("train"))
-
-
-def make_init_fn(agent: Agent, seeds: int, hparams: Any = None):
-    """``init(keys [seeds], hparams) -> stacked states``, jitted. ``hparams`` is None
-    (the config's), one set for all seeds or, with a leading ``[seeds]`` axis on
-    every leaf, one set per seed."""
-    leaves = jax.tree.leaves(hparams)
-    per_seed = bool(leaves) and all(jnp.ndim(x) >= 1 and jnp.shape(x)[0] == seeds for x in leaves)
-    return _init_fn(agent.init, per_seed)
+    return run
 
 
 @functools.lru_cache(maxsize=16)
-def _init_fn(init, per_seed_hparams: bool):
+def _chunk_fn(step, chunk_iterations: int, placement: SeedPlacement):
+    if seeds_in_sequence():
+        # Each seed runs its whole chunk in turn (jaxrl.run.seeds says why).
+        per_seed = _active_iterations(step, chunk_iterations)
+
+        def chunk(states, active):
+            states, metrics = over_seeds(per_seed, (0, None))(states, active)
+            return states, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+
+        chunk = placement.shard(
+            chunk, in_specs=(P(SEEDS_AXIS), P()), out_specs=(P(SEEDS_AXIS), P(None, SEEDS_AXIS)))
+    else:
+        chunk = _active_iterations(jax.vmap(step), chunk_iterations)
+
+    # Donating the states lets XLA update them in place.
+    if placement.mesh is None:
+        return jax.jit(chunk, donate_argnums=0, compiler_options=compiler_options("train"))
+    return jax.jit(
+        chunk, donate_argnums=0, compiler_options=compiler_options("train"),
+        in_shardings=(placement.split(), placement.whole()),
+        out_shardings=(placement.split(), placement.split(seeds_axis=1)),
+    )
+
+
+def make_init_fn(agent: Agent, seeds: int, hparams: Any = None,
+                 placement: SeedPlacement = ONE_DEVICE):
+    """``init(keys [seeds], hparams) -> stacked states``, jitted. ``hparams`` is None
+    (the config's), one set for all seeds or, with a leading ``[seeds]`` axis on
+    every leaf, one set per seed. The states come out where ``placement`` puts them."""
+    leaves = jax.tree.leaves(hparams)
+    per_seed = bool(leaves) and all(jnp.ndim(x) >= 1 and jnp.shape(x)[0] == seeds for x in leaves)
+    return _init_fn(agent.init, per_seed, placement)
+
+
+@functools.lru_cache(maxsize=16)
+def _init_fn(init, per_seed_hparams: bool, placement: SeedPlacement):
     def init_all(keys, hparams):
         if hparams is None:
-            return jax.vmap(init)(keys)
-        return jax.vmap(init, in_axes=(0, 0 if per_seed_hparams else None))(keys, hparams)
+            return over_seeds(init)(keys)
+        return over_seeds(init, (0, 0 if per_seed_hparams else None))(keys, hparams)
 
-    return jax.jit(init_all, compiler_options=compiler_options("init"))
+    if placement.mesh is None:
+        return jax.jit(init_all, compiler_options=compiler_options("init"))
+    init_all = placement.shard(
+        init_all, in_specs=(P(SEEDS_AXIS), P(SEEDS_AXIS) if per_seed_hparams else P()),
+        out_specs=P(SEEDS_AXIS))
+    return jax.jit(init_all, compiler_options=compiler_options("init"),
+                   out_shardings=placement.split())
 
 
 def train(
@@ -229,6 +265,7 @@ def train(
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
     compile_cache: bool = True,
+    seed_devices: int | None = None,
 ) -> TrainResult:
     """Trains ``seeds`` independent copies of ``agent`` for ``total_steps`` env steps each.
 
@@ -254,11 +291,16 @@ def train(
     With ``compile_cache`` (the default) compiled programs are kept on disk
     (:func:`jaxrl.compilation.use_persistent_cache`), so a relaunch of the same
     configuration loads them instead of compiling.
+    On the CPU the seeds split over the process's host devices, one per core
+    (:mod:`jaxrl.cpu`, :mod:`jaxrl.run.seeds`); ``seed_devices`` caps how many
+    (1: every seed on one device). Each seed's result is the same bits
+    whatever the split.
     """
     check_run_arguments(
         agent, total_steps, seeds, eval_episodes, chunk_iterations, checkpoint_every_seconds,
         resume, force, hparams, eval_every=eval_every,
     )
+    placement = place_seeds(seeds, agent, seed_devices)
     use_persistent_cache(compile_cache)
     if resume and out_dir is None:
         raise ValueError("resume=True needs the out_dir of the run to continue")
@@ -282,8 +324,8 @@ def train(
     )
     # Every check happens before anything is compiled or written.
     writer.check()
-    keys = jax.random.split(key, seeds)
-    init_fn = make_init_fn(agent, seeds, hparams)
+    keys = placement.place(jax.random.split(key, seeds))
+    init_fn = make_init_fn(agent, seeds, hparams, placement)
     history: list[MetricsChunk] = []
     periodic = (
         PeriodicEvaluation(agent, key, eval_every, eval_episodes, writer) if eval_every else None
@@ -292,7 +334,7 @@ def train(
         state, compiled, start_iteration, train_seconds = _train_in_chunks(
             agent, plan, init_fn, (keys, hparams), writer, sync, history,
             progress=progress, checkpoint_every_seconds=checkpoint_every_seconds,
-            periodic=periodic,
+            periodic=periodic, placement=placement,
         )
         eval_start = time.perf_counter()
         eval_returns = (
@@ -361,7 +403,7 @@ class PeriodicEvaluation:
 
 def _train_in_chunks(
     agent, plan, init_fn, init_args, writer: RunWriter, sync, history, *, progress,
-    checkpoint_every_seconds, periodic=None,
+    checkpoint_every_seconds, periodic=None, placement: SeedPlacement = ONE_DEVICE,
 ):
     """Restores (on resume) or initialises the states, compiles, and runs the
     chunks still to run, writing through ``writer``; ``(state, compiled run,
@@ -372,14 +414,15 @@ def _train_in_chunks(
     abstract_state = jax.eval_shape(init_fn, *init_args)
     # Restoring compiles nothing, so a damaged run is reported before any compile.
     start_iteration, restored_state = (
-        writer.restore_latest(abstract_state) if writer.resume else (0, None)
+        writer.restore_latest(placement.restore_target(abstract_state, agent)) if writer.resume else (0, None)
     )
     try:
         remaining_chunks = plan.chunks_after(start_iteration)
     except ValueError as e:
         raise rundir.RunDirError(f"cannot resume {writer.path}: {e}") from None
     compiled = compile_run(
-        agent, plan, init_fn, init_args, abstract_state, need_init=start_iteration == 0
+        agent, plan, init_fn, init_args, abstract_state, need_init=start_iteration == 0,
+        placement=placement,
     )
     writer.start()
     writer.show_progress(
@@ -389,7 +432,7 @@ def _train_in_chunks(
         progress,
     )
     try:
-        state = restored_state if start_iteration else compiled.init(*init_args)
+        state = placement.place(restored_state) if start_iteration else compiled.init(*init_args)
         resume_env_steps = start_iteration * steps_per_iteration if writer.resume else None
         writer.open_metrics(compiled.metric_names, seeds, resume_env_steps)
         if periodic is not None:
@@ -441,12 +484,13 @@ class CompiledRun:
     seconds: float
 
 
-def compile_run(agent, plan, init_fn, init_args, abstract_state, need_init: bool = True) -> CompiledRun:
+def compile_run(agent, plan, init_fn, init_args, abstract_state, need_init: bool = True,
+                placement: SeedPlacement = ONE_DEVICE) -> CompiledRun:
     """Compiles a run's programs ahead of time, so that compile time is
     measured apart from training: the chunk of ``plan.chunk_iterations``
     iterations and, with ``need_init``, ``init_fn`` for ``init_args``."""
     started = time.perf_counter()
-    lowered = make_chunk_fn(agent, plan.chunk_iterations).lower(
+    lowered = make_chunk_fn(agent, plan.chunk_iterations, placement).lower(
         abstract_state, jax.ShapeDtypeStruct((), jnp.int32)
     )
     lowered_init = init_fn.lower(*init_args) if need_init else None
