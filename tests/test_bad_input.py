@@ -54,6 +54,8 @@ CLI_CASES = [
     (["--set", "eval_max_steps=-3"], ["eval_max_steps", "-3", "positive"]),
     (["--seeds", "1e20"], ["seeds", "100000000000000000000", "65536"]),
     (["--seeds", "70000"], ["seeds", "70000", "65536"]),
+    (["--cpu-devices", "0"], ["--cpu-devices", "positive"]),
+    (["--cpu-devices", "two"], ["--cpu-devices", "'two'"]),
     (["--total-steps", "1e30"], ["total_steps", "1000000000000000019884624838656"]),
     (["--total-steps", "0"], ["total-steps", "positive"]),
     (["--eval-episodes", "1e20"], ["eval_episodes", "100000000000000000000", "1000000"]),
