@@ -1,11 +1,19 @@
 """Runs a notebook under notebooks/ top to bottom with a tiny budget
 (``JAXRL_NOTEBOOK_STEPS``), for test_notebooks*.py.
 
+The notebooks of one test file share one kernel (:func:`shared_kernel`):
+starting a kernel and importing jax, flax and jaxrl in it cost several
+seconds a notebook, and its jitted functions carry over. Each notebook starts
+from an empty namespace (``%reset -f``) in its own working directory, so one
+cannot lean on names another left behind.
+
 The notebooks are split over two test files only so that pytest-xdist, which
 gives each file to one worker, can run the two halves side by side."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -14,17 +22,33 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 # included) runs in test_notebooks.py.
 SECOND_HALF = ("hierarchical", "own_agent", "reward_modelling")
 
+BUDGET = {"JAXRL_NOTEBOOK_STEPS": "4096", "JAXRL_NOTEBOOK_SEEDS": "3", "MPLBACKEND": "Agg"}
 
-def run_notebook(path: Path, tmp_path: Path, monkeypatch) -> None:
+
+@contextlib.contextmanager
+def shared_kernel(cwd: Path):
+    """A python3 kernel with the tiny budget in its environment."""
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env={**os.environ, **BUDGET}, cwd=str(cwd))
+    try:
+        yield manager
+    finally:
+        manager.shutdown_kernel(now=True)
+
+
+def run_notebook(path: Path, tmp_path: Path, kernel) -> None:
+    """Runs ``path`` in ``kernel`` with ``tmp_path`` as its working directory
+    (notebooks that write run directories write them there)."""
     import nbclient
     import nbformat
 
-    monkeypatch.setenv("JAXRL_NOTEBOOK_STEPS", "4096")
-    monkeypatch.setenv("JAXRL_NOTEBOOK_SEEDS", "3")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.chdir(tmp_path)  # notebooks that write run directories write them here
     notebook = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+    fresh_start = nbformat.v4.new_code_cell(
+        f"%reset -f\nimport os\nos.chdir({str(tmp_path)!r})")
+    notebook.cells.insert(0, fresh_start)
+    client = nbclient.NotebookClient(notebook, km=kernel, timeout=600,
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     errors = [o for cell in notebook.cells if cell.cell_type == "code"

@@ -4,7 +4,7 @@ documentation cannot rot; the other half of them is test_notebooks_second_half.p
 from __future__ import annotations
 
 import pytest
-from notebook_runner import NOTEBOOKS, SECOND_HALF, run_notebook
+from notebook_runner import NOTEBOOKS, SECOND_HALF, run_notebook, shared_kernel
 
 pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
@@ -17,6 +17,12 @@ def test_the_two_halves_cover_every_notebook():
     assert FIRST_HALF and len(FIRST_HALF) + len(SECOND_HALF) == len(NOTEBOOKS)
 
 
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    with shared_kernel(tmp_path_factory.mktemp("kernel")) as manager:
+        yield manager
+
+
 @pytest.mark.parametrize("path", FIRST_HALF, ids=[p.stem for p in FIRST_HALF])
-def test_notebook_runs(path, tmp_path, monkeypatch):
-    run_notebook(path, tmp_path, monkeypatch)
+def test_notebook_runs(path, tmp_path, kernel):
+    run_notebook(path, tmp_path, kernel)
