@@ -7,21 +7,17 @@ CLI, and learning CartPole-v1 with two actor threads (`slow`)."""
 from __future__ import annotations
 
 import _thread
-import dataclasses
 import json
-import subprocess
 import signal
-import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from xla_env import with_host_devices
+from xla_env import run_on_two_devices
 from gymnax.environments import spaces
 
 from jaxrl.agents import impala
@@ -30,7 +26,6 @@ from jaxrl.distributed import async_impala as ai
 from jaxrl.envs import gymnasium_env
 from jaxrl.run.loop import TrainingDiverged
 
-REPO = Path(__file__).resolve().parents[1]
 SMALL = impala.Config(num_envs=4, rollout_len=5, hidden_sizes=(16,), anneal_lr=False,
                       learning_rate=3e-3, entropy_cost=0.0, gamma=0.9)
 
@@ -305,11 +300,7 @@ def test_data_parallel_learner_on_two_devices(tmp_path):
         print("OK", result.version, result.lag_histogram)
         """
     )
-    env = dict(with_host_devices(2), PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "OK 40" in done.stdout
+    assert "OK 40" in run_on_two_devices(script)
 
 
 # ---------------------------------------------------------------- CLI

@@ -7,23 +7,19 @@ test_actor_critic.py."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_actor_critic import probe_agent, train, value_of
-from xla_env import with_host_devices
+from xla_env import run_on_two_devices
 
 from jaxrl import envs
 from jaxrl.agents import impala
 from jaxrl.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- probes
@@ -285,11 +281,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
 
 
 def test_learner_is_data_parallel_over_two_devices():
-    environ = dict(with_host_devices(2), JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], cwd=REPO, env=environ,
-                            capture_output=True, text=True, timeout=110)
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = json.loads(run_on_two_devices(MULTI_DEVICE_SCRIPT).strip().splitlines()[-1])
     assert out["devices"] == 2
     # Each device steps half of the environments ...
     assert out["obs_devices"] == 2 and out["obs_shard_rows"] == [2, 2]

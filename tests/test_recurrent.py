@@ -23,16 +23,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from xla_env import with_host_devices
+from xla_env import run_on_two_devices
 
 from jaxrl import envs
 from jaxrl.agents import a2c, actor_critic, impala, ppo, reward_model
@@ -277,11 +274,6 @@ DATA_PARALLEL_SCRIPT = textwrap.dedent(
 def test_data_parallel_recurrent_ppo_equals_single_device_ppo():
     """Over 2 devices each holds 2 environments and their core states, and a
     minibatch of 2 whole environments splits one per device."""
-    result = subprocess.run(
-        [sys.executable, "-c", DATA_PARALLEL_SCRIPT], cwd=Path(__file__).resolve().parents[1],
-        env=dict(with_host_devices(2), JAX_PLATFORMS="cpu"), capture_output=True, text=True,
-        timeout=150)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = json.loads(run_on_two_devices(DATA_PARALLEL_SCRIPT).strip().splitlines()[-1])
     assert out["carry_shard_rows"] == [2, 2]
     assert out["param_diff"] < 1e-5 and out["carry_diff"] < 1e-5, out
