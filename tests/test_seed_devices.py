@@ -64,12 +64,14 @@ def test_seeds_split_over_the_cpu_devices(over_two):
     sharding = jax.tree.leaves(over_two.state)[0].sharding
     assert sharding.mesh.axis_names == (seeds_lib.SEEDS_AXIS,)
     assert sharding.mesh.devices.size == 2
+    assert over_two.summary["seed_devices"] == 2
     assert over_two.eval_returns.shape == (SEEDS, 2)
 
 
 def test_split_run_equals_the_one_device_run_bit_for_bit(agent, over_two):
     one = train(agent, seed_devices=1)
     assert len(jax.tree.leaves(one.state)[0].sharding.device_set) == 1
+    assert one.summary["seed_devices"] == 1
     assert_same_bits(over_two.state, one.state)
     for name, values in one.metrics.items():
         np.testing.assert_array_equal(over_two.metrics[name], values)

@@ -350,6 +350,8 @@ def train(
             eval_seconds=eval_seconds + (periodic.seconds if periodic else 0.0),
             resumed_from=start_iteration if resume else None,
         )
+        # Where the seeds ran is a fact of this launch, not of the run's config.
+        summary["seed_devices"] = placement.devices
         eval_env_steps, eval_curve = writer.evaluations()
         if periodic is not None:
             summary.update(best_evaluation(eval_env_steps, eval_curve))
