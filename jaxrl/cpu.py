@@ -15,6 +15,9 @@ asks for N instead; ``1`` opts out), unless JAX's own settings decided already:
 - a backend that is already initialised (jax used before ``import jaxrl``):
   then nothing changes and the run uses the devices there are.
 
+When jax is not imported yet, the count goes into ``JAX_NUM_CPU_DEVICES``
+(which jax reads on import), so ``import jaxrl`` itself imports no jax.
+
 In a notebook that imported jax and ran something first, put
 ``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` in the first cell,
 before anything runs.
@@ -25,13 +28,17 @@ Other backends are untouched: a GPU or TPU run never uses these host devices.
 from __future__ import annotations
 
 import os
-
-import jax
+import sys
 
 CPU_DEVICES_ENV = "JAXRL_CPU_DEVICES"
 """Environment variable: host CPU devices to ask for at import (``1``: opt out)."""
 
 _FORCE_FLAG = "xla_force_host_platform_device_count"
+_JAX_ENV = "JAX_NUM_CPU_DEVICES"
+# Marks a JAX_NUM_CPU_DEVICES that jaxrl set, so that a child process which
+# inherits it (with its own XLA_FLAGS, say) decides afresh instead of taking
+# it for its user's choice.
+_MARK_ENV = "JAXRL_SET_JAX_NUM_CPU_DEVICES"
 
 # Whether the device count in force is the one import chose (one per core),
 # rather than the user's: a multi-process job takes that default back.
@@ -65,13 +72,14 @@ def requested_cpu_devices() -> int | None:
 
 def _count_decided_elsewhere() -> bool:
     """The user chose the CPU device count themselves, or it is fixed already."""
+    if _FORCE_FLAG in os.environ.get("XLA_FLAGS", ""):
+        return True
+    if "jax" not in sys.modules:
+        return _JAX_ENV in os.environ
+    import jax
     from jax._src import xla_bridge
 
-    return (
-        xla_bridge.backends_are_initialized()
-        or jax.config.jax_num_cpu_devices >= 0
-        or _FORCE_FLAG in os.environ.get("XLA_FLAGS", "")
-    )
+    return xla_bridge.backends_are_initialized() or jax.config.jax_num_cpu_devices >= 0
 
 
 def use_cpu_cores(devices: int | None = None) -> int | None:
@@ -83,6 +91,7 @@ def use_cpu_cores(devices: int | None = None) -> int | None:
     ``devices`` (the CLI's ``--cpu-devices``) overrides the user's choice as
     long as no backend is initialised yet.
     """
+    import jax
     from jax._src import xla_bridge
 
     if devices is not None and devices < 1:
@@ -103,12 +112,22 @@ def use_cpu_cores(devices: int | None = None) -> int | None:
 def use_cpu_cores_at_import() -> None:
     """What ``import jaxrl`` does: ``JAXRL_CPU_DEVICES`` devices if set, else
     one per core, unless JAX's own settings (or an initialised backend)
-    decided the count already."""
+    decided the count already.
+
+    Importing jax takes over a second, and ``jaxrl --help`` needs none of it:
+    when jax is not imported yet, the count goes into ``JAX_NUM_CPU_DEVICES``,
+    which jax reads when it is imported."""
     global _count_from_import
     requested = requested_cpu_devices()
+    inherited = os.environ.get(_MARK_ENV)
+    if "jax" not in sys.modules and inherited is not None and os.environ.get(_JAX_ENV) == inherited:
+        del os.environ[_JAX_ENV], os.environ[_MARK_ENV]
     if _count_decided_elsewhere():
         return
-    use_cpu_cores(requested)
+    if "jax" in sys.modules:
+        use_cpu_cores(requested)
+    else:
+        os.environ[_JAX_ENV] = os.environ[_MARK_ENV] = str(requested or cpu_cores())
     _count_from_import = requested is None
 
 
@@ -117,6 +136,7 @@ def one_device_per_process() -> None:
     process, as it had before jaxrl asked for one per core, unless the user
     chose a count; its processes are the parallelism. Call before the backend
     initialises."""
+    import jax
     from jax._src import xla_bridge
 
     if _count_from_import and not xla_bridge.backends_are_initialized():

@@ -249,13 +249,8 @@ def test_load_policy_refuses_what_is_not_an_export(tmp_path):
 
 
 def test_import_jaxrl_stays_light():
-    # import jaxrl reads JAX's config (one CPU device per core, jaxrl.cpu),
-    # but starts no backend and loads none of the libraries agents use.
-    script = (
-        "import sys, jaxrl; from jax._src import xla_bridge; "
-        "assert not xla_bridge.backends_are_initialized(); "
-        "heavy = {'flax', 'optax', 'gymnax', 'orbax', 'chex'} & {m.split('.')[0] for m in sys.modules}; "
-        "assert not heavy, heavy; assert callable(jaxrl.load_policy)"
-    )
+    # jaxrl asks for its CPU devices through JAX_NUM_CPU_DEVICES (jaxrl.cpu),
+    # so importing it imports no jax at all: `jaxrl --help` stays fast.
+    script = "import sys, jaxrl; assert 'jax' not in sys.modules; assert callable(jaxrl.load_policy)"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
