@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 import numpy as np
-
 from jax.sharding import PartitionSpec as P
 
 from jaxrl.agents.base import Agent
