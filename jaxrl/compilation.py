@@ -11,9 +11,13 @@ a fifth of a training run's compile time and buys nothing measurable:
   this took the training program's compile from 3.2 to 2.4 s with the same
   steps/s, and left Breakout-MinAtar's steps/s unchanged
   (benchmarks/README.md).
-- ``init`` programs run once per run, so they compile at ``-O0``
-  (1.1 s -> 0.5 s for PPO's init on CartPole).
+- ``init`` programs run once per run, so they compile at ``-O0`` and with
+  XLA:CPU's older loop emitters (``xla_cpu_use_fusion_emitters=False``),
+  which compile a kernel several times faster and run it more slowly.
+- ``evaluate`` programs (a few episodes per seed) compile at ``-O1`` with the
+  older emitters too: their compile dwarfs their running time.
 
+benchmarks/README.md ("Compile options") has the measurements behind each.
 Other backends keep XLA's defaults. These options change floating-point
 rounding a little (LLVM reassociates differently), so a run compiled with them
 is reproducible with them, not bit-identical to a plain ``jax.jit``.
@@ -28,17 +32,22 @@ from typing import Literal
 
 import jax
 
-_CPU_LLVM_LEVEL = {"train": 1, "init": 0}
+_FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
+_CPU_OPTIONS: dict[str, dict[str, int | bool]] = {
+    "train": {"xla_backend_optimization_level": 1},
+    "init": {"xla_backend_optimization_level": 0, **_FAST_COMPILE},
+    "evaluate": {"xla_backend_optimization_level": 1, **_FAST_COMPILE},
+}
 
 
-def compiler_options(program: Literal["train", "init"]) -> dict[str, int] | None:
+def compiler_options(program: Literal["train", "init", "evaluate"]) -> dict[str, int | bool] | None:
     """``compiler_options`` for ``jax.jit`` of one of jaxrl's own programs on
     the default backend; None (XLA's defaults) off the CPU."""
-    if program not in _CPU_LLVM_LEVEL:
-        raise ValueError(f"program must be one of {sorted(_CPU_LLVM_LEVEL)}, got {program!r}")
+    if program not in _CPU_OPTIONS:
+        raise ValueError(f"program must be one of {sorted(_CPU_OPTIONS)}, got {program!r}")
     if jax.default_backend() != "cpu":
         return None
-    return {"xla_backend_optimization_level": _CPU_LLVM_LEVEL[program]}
+    return dict(_CPU_OPTIONS[program])
 
 
 # ------------------------------------------------------- the persistent cache

@@ -11,6 +11,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from jaxrl.agents.base import Agent
+from jaxrl.compilation import compiler_options
 from jaxrl.run.seeds import ONE_DEVICE, SEEDS_AXIS, SeedPlacement, over_seeds, placement_of
 from jaxrl.run.sinks import MetricsChunk
 
@@ -38,7 +39,7 @@ def _evaluator(evaluate_fn, placement: SeedPlacement):
         return placement.shard(
             per_device, in_specs=(P(SEEDS_AXIS), P(SEEDS_AXIS)), out_specs=P(SEEDS_AXIS))(states, keys)
 
-    return jax.jit(evaluate_all, static_argnums=2)
+    return jax.jit(evaluate_all, static_argnums=2, compiler_options=compiler_options("evaluate"))
 
 
 def evaluate(agent: Agent, states: Any, run_key: jax.Array, num_episodes: int) -> np.ndarray:

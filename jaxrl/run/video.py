@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.compilation import compiler_options
 from jaxrl.envs import render
 
 SUFFIXES = (".gif", ".mp4")
@@ -94,7 +95,8 @@ def record_episodes(
         _, rows = jax.lax.scan(one_step, (state, obs, run_key), length=max_steps)
         return rows
 
-    rows = jax.device_get(jax.jit(play)(params, key))
+    # Compiled as evaluation is, so that a clip shows the episodes it scored.
+    rows = jax.device_get(jax.jit(play, compiler_options=compiler_options("evaluate"))(params, key))
     return Recording(*rows)
 
 
