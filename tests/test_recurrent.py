@@ -157,6 +157,34 @@ def test_recurrent_ppo_remembers_the_cue_where_feed_forward_ppo_cannot(env_id):
     assert np.all(feed_forward <= memoryless_bound), feed_forward
 
 
+@pytest.mark.slow
+def test_recurrent_ppo_balances_cartpole_without_velocities_where_feed_forward_cannot():
+    """CartPole-v1-no-velocity (cart position and pole angle only), 2·10^5
+    steps, four seeds in one program: a GRU policy, which can estimate the
+    velocities from what it saw, beats a memoryless one of the same width on
+    at least 3 of 4 seeds by a factor of 3. Measured: GRU 232, 157, 157, 170;
+    feed-forward 41, 44, 45, 45. Solving it (>= 475) takes about 10^6 steps
+    and a 128-unit GRU: benchmarks/recurrent_ppo.py, in benchmarks/README.md."""
+    env, env_params = envs.make("CartPole-v1-no-velocity")
+
+    def final_eval_returns(core):
+        config = ppo.Config(num_envs=8, rollout_len=64, num_minibatches=4, num_epochs=4,
+                            hidden_sizes=(64,), core=core, core_size=64, learning_rate=3e-3,
+                            activation="relu", total_steps=200_000)
+        agent = ppo.make(env, env_params, config)
+        iterations = config.total_steps // agent.env_steps_per_step
+
+        def train(key):
+            state = jax.lax.scan(lambda s, _: agent.step(s), agent.init(key), length=iterations)[0]
+            return agent.evaluate(state, jax.random.PRNGKey(9), 16).mean()
+
+        return np.asarray(jax.jit(jax.vmap(train))(jax.random.split(jax.random.PRNGKey(0), 4)))
+
+    recurrent, feed_forward = final_eval_returns("gru"), final_eval_returns("none")
+    assert np.all(feed_forward <= 60.0), feed_forward
+    assert np.sum(recurrent >= 3 * feed_forward.max()) >= 3, (recurrent, feed_forward)
+
+
 def test_what_a_recurrent_policy_cannot_do_is_refused_with_the_field_named():
     env, env_params = envs.make(ENV_ID)
     with pytest.raises(ValueError, match=r"ppo.Config.num_minibatches=8 is invalid.*num_envs = 4"):
