@@ -197,7 +197,7 @@ def test_what_a_recurrent_policy_cannot_do_is_refused_with_the_field_named():
                                                  **SMALL))
     with pytest.raises(ValueError, match=r"ppo.Config.core='gru' is not supported"):
         deterministic_policy(agent)
-    # What `jaxrl export` and `jaxrl eval --video` check in a run's config.json.
+    # What `jaxrl export` checks in a run's config.json.
     with pytest.raises(ValueError, match=r"impala.Config.core='lstm' is not supported"):
         check_feed_forward({"algorithm": "impala", "agent_config": {"core": "lstm"}})
     check_feed_forward({"algorithm": "impala", "agent_config": {"core": "none"}})

@@ -20,7 +20,7 @@ from jaxrl.envs import render
 from jaxrl.run import rundir, video
 from jaxrl.run.config_io import key_from_json
 from jaxrl.run.evaluation import evaluation_keys
-from jaxrl.run.policy import deterministic_policy, load_saved_policy
+from jaxrl.run.policy import deterministic_policy, deterministic_recurrent_policy, load_saved_policy
 from tiny_agents import TINY
 
 
@@ -36,6 +36,12 @@ def _train_tiny(out_dir, algo, **overrides):
 def ppo_run(tmp_path_factory):
     """Discrete actions, with observation normalisation."""
     return _train_tiny(tmp_path_factory.mktemp("ppo") / "run", "ppo", normalize_obs=True)
+
+
+@pytest.fixture(scope="module")
+def gru_run(tmp_path_factory):
+    """A recurrent policy (its core's state carried through each episode)."""
+    return _train_tiny(tmp_path_factory.mktemp("gru") / "run", "ppo", core="gru", core_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +95,36 @@ def test_recorded_episodes_end_where_evaluation_says(ppo_run):
     np.testing.assert_array_equal(recording.returns(), expected.returns)
     images = list(video.episode_frames("CartPole-v1", agent.env, agent.env_params, recording))
     assert len(images) == int(np.sum(recording.lengths() + 1))
+
+
+def test_a_recurrent_policy_is_recorded_with_its_state_carried_as_evaluation_carries_it(gru_run, tmp_path,
+                                                                                       capsys):
+    policy = load_saved_policy(gru_run, seed=0)
+    agent = policy.agent
+    key = evaluation_keys(key_from_json(policy.saved["key"]), policy.saved["seeds"])[0]
+    act, initial_carry = deterministic_recurrent_policy(agent)
+    recording = video.record_episodes(agent.env, agent.env_params, act, policy.params, key, 2,
+                                      policy_state=initial_carry(2))
+    expected = envs.episode_returns(agent.env, agent.env_params,
+                                    lambda obs, k, carry: act(policy.params, obs, carry), key, 2,
+                                    policy_state=initial_carry(2))
+    np.testing.assert_array_equal(recording.lengths(), expected.lengths)
+    np.testing.assert_array_equal(recording.returns(), expected.returns)
+    # The state matters: the same policy restarted from its initial state at
+    # every step acts differently on some step of these episodes.
+    forgetful = video.record_episodes(agent.env, agent.env_params,
+                                      lambda p, obs: act(p, obs, initial_carry(2))[0],
+                                      policy.params, key, 2)
+    assert not np.array_equal(forgetful.actions, recording.actions)
+    out = tmp_path / "gru.gif"
+    status, stdout, err, _ = run_cli(capsys, "eval", gru_run, "--episodes", 2, "--video", out,
+                                     "--video-episodes", 2)
+    assert status == 0, err
+    line = stdout.strip().splitlines()[-1]
+    assert line.startswith(f"wrote {out}: seed 0, 2 episodes")
+    # The clip's episodes are the ones `jaxrl eval` scored with the state carried.
+    returns = json.loads((gru_run / rundir.EVAL).read_text())["episode_returns"][0]
+    assert f"returns {', '.join(f'{r:.6g}' for r in returns)};" in line
 
 
 # ------------------------------------------------------------------ jaxrl eval --video

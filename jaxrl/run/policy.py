@@ -49,7 +49,7 @@ def check_seed(saved: dict[str, Any], seed: int, name: str = "seed") -> None:
 
 def refuse_core(algorithm: str, core: str) -> None:
     raise ValueError(f"{algorithm}.Config.core={core!r} is not supported here: exported "
-                     "policies and videos take feed-forward policies only; allowed: 'none'")
+                     "policies are feed-forward only; allowed: 'none'")
 
 
 def check_feed_forward(saved: dict[str, Any]) -> None:
@@ -98,3 +98,21 @@ def deterministic_policy(agent: Agent) -> Callable[[Any, jax.Array], jax.Array]:
         return to_env(agent.act(params, obs, key, deterministic=True))
 
     return policy
+
+
+def deterministic_recurrent_policy(agent: Agent):
+    """``(policy, initial_carry)`` of an agent with a recurrent core:
+    ``policy(params, obs [B, ...], carry) -> (env actions [B, ...], carry)``,
+    the same computation ``agent.evaluate`` runs, and ``initial_carry(batch)
+    -> carry [batch, ...]``, the core's state at an episode's start.
+    ValueError for a feed-forward agent (:func:`deterministic_policy` is its)."""
+    if agent.initial_carry is None:
+        raise ValueError(f"{agent.name} has no recurrent core: use deterministic_policy")
+    to_env = env_action_fn(agent.env, agent.env_params)
+
+    def policy(params: Any, obs: jax.Array, carry: Any) -> tuple[jax.Array, Any]:
+        key = jax.random.PRNGKey(_UNUSED_KEY_SEED)
+        action, carry = agent.act(params, obs, key, deterministic=True, carry=carry)
+        return to_env(action), carry
+
+    return policy, lambda batch: agent.initial_carry((batch,))

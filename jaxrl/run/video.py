@@ -56,16 +56,22 @@ class Recording(NamedTuple):
 def record_episodes(
     env: Any,
     env_params: Any,
-    policy: Callable[[Any, jax.Array], jax.Array],
+    policy: Callable[..., Any],
     params: Any,
     key: jax.Array,
     num_episodes: int,
     max_steps: int | None = None,
+    policy_state: Any = None,
 ) -> Recording:
     """Plays ``num_episodes`` episodes of ``policy(params, obs [K, ...]) ->
     env actions [K, ...]`` in ``env`` side by side, in one jitted scan of
     ``max_steps`` steps (default ``env_params.max_steps_in_episode + 1``, so
     every episode ends and its final state is kept).
+
+    A policy with memory (a recurrent core) is ``policy(params, obs, state)
+    -> (actions, state)`` with ``policy_state`` its state at the episodes'
+    start (leading axis K), as in :func:`jaxrl.envs.episode_returns`. Each
+    lane plays one episode, so the state is never reset.
 
     The env is stepped without its auto-reset (``step_env``), so the state
     after an episode's last step (the pole down, the flag reached) is the
@@ -82,17 +88,20 @@ def record_episodes(
         )
 
         def one_step(carry, _):
-            state, obs, key = carry
+            state, obs, key, memory = carry
             key, step_key = jax.random.split(key)
-            action = policy(params, obs)
+            if policy_state is None:
+                action = policy(params, obs)
+            else:
+                action, memory = policy(params, obs, memory)
             next_obs, next_state, reward, terminated, _ = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(
                 jax.random.split(step_key, num_episodes), state, action, env_params
             )
             truncated = jax.vmap(env.is_truncated, in_axes=(0, None))(next_state, env_params)
             row = (state, obs, action, reward.astype(jnp.float32), terminated | truncated)
-            return (next_state, next_obs, key), row
+            return (next_state, next_obs, key, memory), row
 
-        _, rows = jax.lax.scan(one_step, (state, obs, run_key), length=max_steps)
+        _, rows = jax.lax.scan(one_step, (state, obs, run_key, policy_state), length=max_steps)
         return rows
 
     # Compiled as evaluation is, so that a clip shows the episodes it scored.
@@ -231,14 +240,13 @@ def check_request(out_dir: str | os.PathLike, path: str | os.PathLike, *, episod
     """Every check :func:`record_video` makes before it compiles anything:
     ValueError (RunDirError for the run) naming the problem."""
     from jaxrl.run import rundir
-    from jaxrl.run.policy import check_feed_forward, check_seed
+    from jaxrl.run.policy import check_seed
 
     if not isinstance(episodes, int) or not 1 <= episodes <= MAX_EPISODES:
         raise ValueError(f"--video-episodes (episodes) must be an integer in [1, {MAX_EPISODES}], got {episodes!r}")
     saved = rundir.load_config(out_dir)
     render.check_can_render(saved["env_id"])
     check_seed(saved, seed, "--video-seed (seed)")
-    check_feed_forward(saved)
     check_output(path, force=force)
 
 
@@ -258,14 +266,19 @@ def record_video(
     of that seed."""
     from jaxrl.run.config_io import key_from_json
     from jaxrl.run.evaluation import evaluation_keys
-    from jaxrl.run.policy import deterministic_policy, load_saved_policy
+    from jaxrl.run.policy import deterministic_policy, deterministic_recurrent_policy, load_saved_policy
 
     check_request(out_dir, path, episodes=episodes, seed=seed, force=force)
     policy = load_saved_policy(out_dir, seed)
     agent, saved = policy.agent, policy.saved
     key = evaluation_keys(key_from_json(saved["key"]), saved["seeds"])[seed]
+    if agent.initial_carry is None:
+        act, start = deterministic_policy(agent), None
+    else:
+        act, initial_carry = deterministic_recurrent_policy(agent)
+        start = initial_carry(episodes)
     recording = record_episodes(
-        agent.env, agent.env_params, deterministic_policy(agent), policy.params, key, episodes
+        agent.env, agent.env_params, act, policy.params, key, episodes, policy_state=start
     )
     images = episode_frames(saved["env_id"], agent.env, agent.env_params, recording)
     frames = write_video(path, images, fps or render.check_can_render(saved["env_id"]).fps)
