@@ -753,7 +753,6 @@ def _export(args: argparse.Namespace) -> int:
         _check_trained_run(args.dir)
         saved = rundir.load_config(args.dir)
         policy.check_seed(saved, _pick(args.seed, 0), "--seed")
-        policy.check_feed_forward(saved)
         export.check_export_dir(args.out, force=args.force)
 
     _check_input(check, args)

@@ -43,6 +43,9 @@ ACT_FILE = "act.jaxexport"
 PARAMS_FILE = "params.npz"
 FORMAT = "jaxrl-policy"
 FORMAT_VERSION = 1
+# A policy with a recurrent core: act takes and returns the core's state. An
+# older reader refuses it by the version instead of calling it wrongly.
+RECURRENT_FORMAT_VERSION = 2
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 _FILES = (POLICY_JSON, ACT_FILE, PARAMS_FILE)
 # Config fields that shape an agent's network, copied into policy.json's "network".
@@ -93,11 +96,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, seed: int 
     with ``force``). Returns the description written to policy.json.
     Every check happens before anything is compiled or written."""
     from jaxrl.run import rundir
-    from jaxrl.run.policy import check_feed_forward, check_seed, load_saved_policy
+    from jaxrl.run.policy import check_seed, load_saved_policy
 
     saved = rundir.load_config(run_dir)
     check_seed(saved, seed, "--seed (seed)")
-    check_feed_forward(saved)
     check_export_dir(out, force=force)
     policy = load_saved_policy(run_dir, seed)
     exported, leaves, names = export_policy(policy.agent, policy.params)
@@ -110,27 +112,52 @@ def export_policy(agent: Any, params: Any):
     """``(jax.export.Exported, leaves, names)``: the agent's deterministic
     policy (:func:`jaxrl.run.policy.deterministic_policy`) as a function of
     ``(leaves, obs [batch, ...])`` with a symbolic batch size, lowered for
-    :data:`PLATFORMS`, and ``params``' leaves (host arrays) with their key paths."""
+    :data:`PLATFORMS`, and ``params``' leaves (host arrays) with their key paths.
+
+    A recurrent policy (:func:`jaxrl.run.policy.deterministic_recurrent_policy`)
+    is exported as ``(leaves, obs [batch, ...], carry leaves [batch, ...]) ->
+    (actions, carry leaves)``: the caller keeps the core's state."""
     import jax
 
-    from jaxrl.run.policy import deterministic_policy
+    from jaxrl.run.policy import deterministic_policy, deterministic_recurrent_policy
 
-    policy = deterministic_policy(agent)
     paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     names = [jax.tree_util.keystr(path) for path, _ in paths_and_leaves]
     leaves = [np.asarray(jax.device_get(leaf)) for _, leaf in paths_and_leaves]
-
-    def act(leaves, obs):
-        return policy(jax.tree_util.tree_unflatten(treedef, leaves), obs)
-
     obs = _observation_struct(agent.env, agent.env_params)
     (batch,) = jax.export.symbolic_shape("batch")
-    args = (
+    args = [
         [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves],
         jax.ShapeDtypeStruct((batch, *obs.shape), obs.dtype),
-    )
+    ]
+    if agent.initial_carry is None:
+        policy = deterministic_policy(agent)
+
+        def act(leaves, obs):
+            return policy(jax.tree_util.tree_unflatten(treedef, leaves), obs)
+    else:
+        policy, initial_carry = deterministic_recurrent_policy(agent)
+        carry_leaves, carry_treedef = jax.tree_util.tree_flatten(jax.eval_shape(lambda: initial_carry(1)))
+        args.append([jax.ShapeDtypeStruct((batch, *c.shape[1:]), c.dtype) for c in carry_leaves])
+
+        def act(leaves, obs, carry):
+            actions, carry = policy(jax.tree_util.tree_unflatten(treedef, leaves), obs,
+                                    jax.tree_util.tree_unflatten(carry_treedef, carry))
+            return actions, jax.tree_util.tree_leaves(carry)
+
     exported = jax.export.export(jax.jit(act), platforms=PLATFORMS)(*args)
     return exported, leaves, names
+
+
+def _carry_description(agent: Any) -> list[dict[str, Any]] | None:
+    """One ``{"shape", "dtype"}`` per leaf of one environment's core state (the
+    exported act's carry, in order), or None for a feed-forward policy."""
+    if agent.initial_carry is None:
+        return None
+    import jax
+
+    carry = jax.tree_util.tree_leaves(jax.eval_shape(agent.initial_carry, ()))
+    return [{"shape": list(c.shape), "dtype": str(c.dtype)} for c in carry]
 
 
 def _observation_struct(env: Any, env_params: Any):
@@ -151,9 +178,14 @@ def describe(policy: Any, names: list[str], leaves: list[np.ndarray],
     agent, saved = policy.agent, policy.saved
     obs = _observation_struct(agent.env, agent.env_params)
     config = saved["agent_config"]
-    return {
+    carry = _carry_description(agent)
+    signature = "act(params leaves in params.npz order, obs [batch, *observation.shape])"
+    if carry is not None:
+        signature = ("act(params leaves in params.npz order, obs [batch, *observation.shape], "
+                     "carry leaves [batch, *carry[i].shape]) -> (actions, carry leaves)")
+    description = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if carry is None else RECURRENT_FORMAT_VERSION,
         "algorithm": saved["algorithm"],
         "env_id": saved["env_id"],
         "env_kwargs": saved["env_kwargs"],
@@ -166,13 +198,19 @@ def describe(policy: Any, names: list[str], leaves: list[np.ndarray],
         "agent_config": config,
         "parameters": [{"name": n, "shape": list(x.shape), "dtype": str(x.dtype)}
                        for n, x in zip(names, leaves)],
-        "act": {"file": ACT_FILE, "platforms": list(PLATFORMS),
-                "signature": "act(params leaves in params.npz order, obs [batch, *observation.shape])"},
+        "act": {"file": ACT_FILE, "platforms": list(PLATFORMS), "signature": signature},
         "params": {"file": PARAMS_FILE},
         "source": {"run_dir": str(Path(run_dir).absolute()), "seed": policy.seed,
                    "iteration": policy.iteration, "env_steps": policy.env_steps},
         "versions": {"jaxrl": __version__, "jax": jax.__version__},
     }
+    if carry is not None:
+        description["recurrent"] = {
+            "core": config.get("core"),
+            "carry": carry,
+            "initial_carry": "zeros, at every episode's start",
+        }
+    return description
 
 
 def _space(space: Any) -> dict[str, Any]:
@@ -245,6 +283,12 @@ def _replace(path: Path, write: Callable[[Any], Any]) -> None:
 class LoadedPolicy:
     """A policy exported by :func:`export_run`: call it on observations.
 
+    A feed-forward policy is ``act(obs) -> actions``. A recurrent one (its
+    ``recurrent`` attribute true) is ``act(obs, carry) -> (actions, carry)``:
+    start each episode from ``act.initial_carry()`` (one observation) or
+    ``act.initial_carry(B)`` (a batch of B), and pass the returned carry to
+    the next call.
+
     Attributes:
       description: policy.json's contents.
       params: the parameter leaves (device arrays) in argument order.
@@ -257,11 +301,27 @@ class LoadedPolicy:
         self.params = params
         self._obs_shape = tuple(description["observation"]["shape"])
         self._obs_dtype = np.dtype(description["observation"]["dtype"])
+        self._carry = (description.get("recurrent") or {}).get("carry")
         self._act = jax.jit(exported.call)
 
-    def __call__(self, obs: Any) -> Any:
+    @property
+    def recurrent(self) -> bool:
+        return self._carry is not None
+
+    def initial_carry(self, batch: int | None = None) -> list[Any]:
+        """A recurrent policy's state at an episode's start (zeros): for one
+        observation, or with ``batch`` for a batch of that many."""
+        import jax.numpy as jnp
+
+        if not self.recurrent:
+            raise ValueError("this policy is feed-forward: it carries no state")
+        lead = () if batch is None else (batch,)
+        return [jnp.zeros(lead + tuple(c["shape"]), c["dtype"]) for c in self._carry]
+
+    def __call__(self, obs: Any, carry: Any = None) -> Any:
         """Deterministic actions for ``obs``: one observation
-        (``observation.shape``) or a batch ``[B, *observation.shape]``."""
+        (``observation.shape``) or a batch ``[B, *observation.shape]``; a
+        recurrent policy also takes and returns its ``carry``."""
         import jax.numpy as jnp
 
         obs = jnp.asarray(obs, self._obs_dtype)
@@ -270,27 +330,40 @@ class LoadedPolicy:
             raise ValueError(
                 f"expected an observation of shape {self._obs_shape} or a batch of them, got {obs.shape}"
             )
-        action = self._act(self.params, obs[None] if single else obs)
-        return action[0] if single else action
+        batch = obs[None] if single else obs
+        if not self.recurrent:
+            if carry is not None:
+                raise ValueError("this policy is feed-forward: call it without a carry")
+            action = self._act(self.params, batch)
+            return action[0] if single else action
+        if carry is None:
+            raise ValueError("this policy is recurrent: pass carry (act.initial_carry() at an episode's start)")
+        carry = [jnp.asarray(c)[None] if single else jnp.asarray(c) for c in carry]
+        action, carry = self._act(self.params, batch, carry)
+        if single:
+            return action[0], [c[0] for c in carry]
+        return action, carry
 
     def __repr__(self) -> str:
         d = self.description
-        return f"LoadedPolicy({d['algorithm']} on {d['env_id']}, {d['source']['env_steps']} env steps)"
+        kind = ", recurrent" if self.recurrent else ""
+        return f"LoadedPolicy({d['algorithm']} on {d['env_id']}, {d['source']['env_steps']} env steps{kind})"
 
 
 def load_policy(directory: str | os.PathLike) -> LoadedPolicy:
     """The policy exported into ``directory`` as a jitted ``act(obs) -> action``
-    (deterministic, in the env's units); needs only jax and numpy."""
+    (deterministic, in the env's units; a recurrent policy's is
+    ``act(obs, carry) -> (action, carry)``); needs only jax and numpy."""
     import jax
 
     directory = Path(directory)
     if not _is_export(directory):
         raise ExportDirError(f"{directory} holds no exported jaxrl policy (no valid {POLICY_JSON})")
     description = json.loads((directory / POLICY_JSON).read_text())
-    if description.get("format_version") != FORMAT_VERSION:
+    if description.get("format_version") not in (FORMAT_VERSION, RECURRENT_FORMAT_VERSION):
         raise ExportDirError(
             f"{directory / POLICY_JSON} has format_version {description.get('format_version')!r}; "
-            f"this jaxrl reads {FORMAT_VERSION}"
+            f"this jaxrl reads {FORMAT_VERSION} and {RECURRENT_FORMAT_VERSION}"
         )
     exported = jax.export.deserialize(bytearray((directory / ACT_FILE).read_bytes()))
     with np.load(directory / PARAMS_FILE) as archive:

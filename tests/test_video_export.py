@@ -190,10 +190,19 @@ def test_an_env_that_cannot_be_drawn_is_refused_before_anything_compiles(ppo_run
 
 def _reference_actions(run_dir, obs):
     """The training process's deterministic actions, as the agent's own
-    evaluation takes them (continuous ones through RescaleAction)."""
+    evaluation takes them (continuous ones through RescaleAction). A
+    recurrent policy's ``obs`` is a sequence ``[T, B, ...]`` and its carry
+    runs through it from the initial state."""
     policy = load_saved_policy(run_dir, seed=1)
     agent = policy.agent
-    act = jax.jit(lambda p, o: agent.act(p, o, jax.random.PRNGKey(7), deterministic=True))
+    key = jax.random.PRNGKey(7)
+    if agent.initial_carry is not None:
+        def sequence(params, obs):
+            step = lambda carry, o: agent.act(params, o, key, deterministic=True, carry=carry)[::-1]
+            return jax.lax.scan(step, agent.initial_carry((obs.shape[1],)), obs)[1]
+
+        return np.asarray(jax.jit(sequence)(policy.params, obs))
+    act = jax.jit(lambda p, o: agent.act(p, o, key, deterministic=True))
     actions = act(policy.params, obs)
     if envs.action_space_kind(agent.env, agent.env_params) == "continuous":
         actions = envs.RescaleAction(agent.env).env_action(actions, agent.env_params)
@@ -201,15 +210,17 @@ def _reference_actions(run_dir, obs):
 
 
 def test_exported_policies_act_bit_for_bit_in_a_fresh_process_with_jax_alone(
-        ppo_run, ddpg_run, tmp_path, capsys):
+        ppo_run, ddpg_run, gru_run, tmp_path, capsys):
     cases = {}
-    for name, run_dir in (("ppo", ppo_run), ("ddpg", ddpg_run)):
+    for name, run_dir in (("ppo", ppo_run), ("ddpg", ddpg_run), ("gru", gru_run)):
         out = tmp_path / name
         status, stdout, err, _ = run_cli(capsys, "export", run_dir, "--out", out, "--seed", 1)
         assert status == 0, err
         assert f"jaxrl.load_policy('{out}')" in stdout
         shape = json.loads((out / export.POLICY_JSON).read_text())["observation"]["shape"]
-        obs = np.random.default_rng(0).normal(0, 2, size=(16, *shape)).astype(np.float32)
+        # The recurrent policy sees a sequence of 6 batches of 16.
+        lead = (6, 16) if name == "gru" else (16,)
+        obs = np.random.default_rng(0).normal(0, 2, size=(*lead, *shape)).astype(np.float32)
         np.save(out / "obs.npy", obs)
         cases[name] = (out, _reference_actions(run_dir, obs))
         assert len(np.unique(cases[name][1])) > 1  # the comparison below is not a vacuous one
@@ -223,8 +234,17 @@ def test_exported_policies_act_bit_for_bit_in_a_fresh_process_with_jax_alone(
             out = {str(tmp_path)!r} + "/" + name
             act = jaxrl.load_policy(out)
             obs = np.load(out + "/obs.npy")
-            np.save(out + "/actions.npy", np.asarray(act(obs)))
-            np.save(out + "/first.npy", np.asarray(act(obs[0])))
+            if act.recurrent:  # a batch, then its first lane alone, each with its carry
+                carry, single, actions, first = act.initial_carry(obs.shape[1]), act.initial_carry(), [], []
+                for o in obs:
+                    a, carry = act(o, carry)
+                    b, single = act(o[0], single)
+                    actions.append(np.asarray(a)); first.append(np.asarray(b))
+                np.save(out + "/actions.npy", np.stack(actions))
+                np.save(out + "/first.npy", np.stack(first))
+            else:
+                np.save(out + "/actions.npy", np.asarray(act(obs)))
+                np.save(out + "/first.npy", np.asarray(act(obs[0])))
         loaded = sorted(m for m in sys.modules
                         if m.split(".")[0] in ("gymnax", "optax", "flax") or m.startswith("jaxrl.agents"))
         assert not loaded, loaded
@@ -235,7 +255,22 @@ def test_exported_policies_act_bit_for_bit_in_a_fresh_process_with_jax_alone(
         actions = np.load(out / "actions.npy")
         assert actions.dtype == expected.dtype and actions.shape == expected.shape, name
         np.testing.assert_array_equal(actions, expected)
-        np.testing.assert_array_equal(np.load(out / "first.npy"), expected[0])
+        first = expected[:, 0] if name == "gru" else expected[0]
+        np.testing.assert_array_equal(np.load(out / "first.npy"), first)
+
+
+def test_a_recurrent_export_describes_its_carry_and_refuses_a_call_without_it(gru_run, tmp_path):
+    description = export.export_run(gru_run, tmp_path / "gru")
+    assert description["format_version"] == export.RECURRENT_FORMAT_VERSION
+    assert description["recurrent"]["core"] == "gru"
+    assert description["recurrent"]["carry"] == [{"shape": [8], "dtype": "float32"}]
+    act = export.load_policy(tmp_path / "gru")
+    assert act.recurrent and "recurrent" in repr(act)
+    obs = np.zeros(description["observation"]["shape"], np.float32)
+    with pytest.raises(ValueError, match="recurrent: pass carry"):
+        act(obs)
+    action, carry = act(obs, act.initial_carry())
+    assert np.shape(action) == () and [np.shape(c) for c in carry] == [(8,)]
 
 
 def test_the_description_says_what_the_policy_needs(ppo_run, ddpg_run, tmp_path):

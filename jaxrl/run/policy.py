@@ -47,20 +47,6 @@ def check_seed(saved: dict[str, Any], seed: int, name: str = "seed") -> None:
         raise ValueError(f"{name} must be one of the run's seeds 0..{seeds - 1}, got {seed!r}")
 
 
-def refuse_core(algorithm: str, core: str) -> None:
-    raise ValueError(f"{algorithm}.Config.core={core!r} is not supported here: exported "
-                     "policies are feed-forward only; allowed: 'none'")
-
-
-def check_feed_forward(saved: dict[str, Any]) -> None:
-    """ValueError, before anything is compiled, for a run (its config.json)
-    whose policy has a recurrent core: what :func:`deterministic_policy`
-    cannot express."""
-    core = saved.get("agent_config", {}).get("core", "none")
-    if core != "none":
-        refuse_core(saved["algorithm"], core)
-
-
 def load_saved_policy(out_dir: str | os.PathLike, seed: int = 0) -> SavedPolicy:
     """The policy of seed ``seed`` at the latest checkpoint of the run in ``out_dir``."""
     agent, saved = load_agent(out_dir)
@@ -88,9 +74,12 @@ def deterministic_policy(agent: Agent) -> Callable[[Any, jax.Array], jax.Array]:
     env's units. Pure and jittable; the same computation ``agent.evaluate`` runs.
 
     ValueError for a recurrent policy (``core`` not ``none``): its actions
-    depend on a state this stateless function has no place for."""
+    depend on a state this stateless function has no place for
+    (:func:`deterministic_recurrent_policy` is its)."""
     if agent.initial_carry is not None:
-        refuse_core(agent.name, getattr(agent.config, "core", None))
+        core = getattr(agent.config, "core", None)
+        raise ValueError(f"{agent.name}.Config.core={core!r} is a recurrent policy: its actions depend on "
+                         "a state; use deterministic_recurrent_policy")
     to_env = env_action_fn(agent.env, agent.env_params)
 
     def policy(params: Any, obs: jax.Array) -> jax.Array:
