@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from jaxrl import envs
+from jaxrl import envs, run
 from jaxrl.agents import ppo
 from jaxrl.envs import families
 
@@ -334,16 +334,17 @@ def test_envpool_rejects_an_unknown_task():
 # one step contract (checked for every family above). PPO compiled around
 # Craftax's step and world generation takes about 90 s on 2 cores, more than
 # the suite can spend on one test.
-@pytest.mark.parametrize("env_id, kwargs", [
-    ("brax:inverted_pendulum", {"max_steps_in_episode": 8}),
-])
-def test_ppo_steps_on_a_family_env(env_id, kwargs):
-    env, env_params = envs.make(env_id, **kwargs)
-    config = ppo.Config(num_envs=2, rollout_len=8, num_minibatches=2, num_epochs=1, hidden_sizes=(8,))
-    agent = ppo.make(env, env_params, config)
-    step = jax.jit(agent.step)
-    state = agent.init(KEY)
-    for _ in range(2):
-        state, metrics = step(state)
-    for name, value in metrics.items():
-        assert np.isfinite(np.asarray(value, np.float64)).all(), name
+@pytest.mark.slow
+def test_ppo_balances_brax_inverted_pendulum():
+    """PPO learns a Brax task on the CPU: brax:inverted_pendulum at Brax's own
+    episode length (1000 steps, so an episode returns at most 1000), Brax's
+    discount and learning rate for it, 2.6·10^5 env steps, one seed. (Measured
+    by benchmarks/brax_learning.py: 1000 on both seeds at its first
+    evaluation, 2.3·10^5 steps; benchmarks/README.md.) The run stops with an
+    error on any non-finite metric, so finishing also says every metric was finite."""
+    env, env_params = envs.make("brax:inverted_pendulum")
+    config = ppo.Config(num_envs=32, rollout_len=64, num_minibatches=8, num_epochs=4, learning_rate=3e-4,
+                        gamma=0.97, normalize_obs=True, total_steps=262_144)
+    result = run.train(ppo.make(env, env_params, config), KEY, config.total_steps, eval_episodes=5,
+                       progress=False)
+    assert min(result.summary["eval_return"]) >= 950.0, result.summary["eval_return"]
