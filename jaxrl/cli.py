@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxrl`` command; returns the exit status."""
+    if argv is None:  # the command itself, not a caller inside a Python process
+        _quiet_xla_log()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     _add_settings_to_train_help(parser, argv)
@@ -355,6 +357,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
+
+
+def _quiet_xla_log() -> None:
+    """Hides XLA's C++ log lines, unless ``TF_CPP_MIN_LOG_LEVEL`` is set.
+
+    jaxlib 0.9's XLA:CPU logs an error for every program loaded from the
+    compilation cache, warning of a machine mismatch that "could lead to
+    SIGILL", because the tuning features it adds when compiling
+    (+prefer-no-gather, +prefer-no-scatter) are missing from the host's
+    feature list: a relaunch of the main job printed ten of them. They are
+    false alarms: JAX's cache key hashes the CPU's model and features, so a
+    program compiled for another CPU is never loaded. Errors that matter reach
+    the command as Python exceptions. ``TF_CPP_MIN_LOG_LEVEL=0`` shows the log."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _jaxrl_warnings_in_one_line(format_other):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,27 @@ def test_no_compile_cache_reaches_the_cache_and_the_run(tmp_path, capsys, monkey
                                 "--no-compile-cache", "--no-progress")
     assert status == 0, err
     assert calls == [False, False]
+
+
+def test_the_command_keeps_quiet_about_the_programs_it_loads(tmp_path):
+    """jaxlib logs a false machine-mismatch error ("could lead to SIGILL") for
+    every program it loads from the cache; the real `jaxrl` command, which
+    imports jax only after its main() starts, hides XLA's C++ log
+    (jaxrl.cli._quiet_xla_log), unless TF_CPP_MIN_LOG_LEVEL says otherwise."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("JAX_COMPILATION_CACHE") and k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(JAXRL_COMPILATION_CACHE=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
+    tiny = ["--set", "num_envs=2", "--set", "rollout_len=8", "--set", "num_minibatches=2",
+            "--set", "num_epochs=1", "--set", "hidden_sizes=8"]
+
+    def launch(**extra):
+        done = subprocess.run(
+            [sys.executable, "-m", "jaxrl", "train", "ppo", "--total-steps", "64", "--eval-episodes", "0",
+             "--no-progress", "--force", "--out", str(tmp_path / "run"), *tiny],
+            env={**env, **extra}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stderr
+
+    launch()
+    assert "cpu_aot_loader" not in launch()
+    assert "cpu_aot_loader" in launch(TF_CPP_MIN_LOG_LEVEL="0")  # the lines it hides
