@@ -80,22 +80,3 @@ def no_training(monkeypatch):
     yield compiles
     jax.monitoring.unregister_event_duration_listener(on_event)
     assert not compiles, compiles
-
-
-# pytest-xdist hands out whole test files (--dist loadfile) in collection
-# order. Starting the longest files first keeps the run from ending with one
-# worker busy on a long file while the other has nothing left to take. The
-# order comes from a per-test CPU profile of the suite (benchmarks/README.md,
-# "The test suite's time"); files not listed follow in their usual order.
-_LONGEST_FIRST = (
-    "test_notebooks.py", "test_distributed.py", "test_notebooks_second_half.py",
-    "test_reward_model.py", "test_agent_contract.py", "test_env_families.py",
-    "test_agent_contract_host.py", "test_ddpg.py", "test_impala.py", "test_recurrent.py",
-    "test_action_spaces.py", "test_ppo.py", "test_async_impala.py", "test_hdqn.py",
-    "test_dqn.py", "test_video_export.py",
-)
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
