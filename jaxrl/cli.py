@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -370,8 +371,6 @@ def _quiet_xla_log() -> None:
     false alarms: JAX's cache key hashes the CPU's model and features, so a
     program compiled for another CPU is never loaded. Errors that matter reach
     the command as Python exceptions. ``TF_CPP_MIN_LOG_LEVEL=0`` shows the log."""
-    import os
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 

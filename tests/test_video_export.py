@@ -116,30 +116,29 @@ def test_a_recurrent_policy_is_recorded_with_its_state_carried_as_evaluation_car
                                       lambda p, obs: act(p, obs, initial_carry(2))[0],
                                       policy.params, key, 2)
     assert not np.array_equal(forgetful.actions, recording.actions)
-    out = tmp_path / "gru.gif"
-    status, stdout, err, _ = run_cli(capsys, "eval", gru_run, "--episodes", 2, "--video", out,
-                                     "--video-episodes", 2)
-    assert status == 0, err
-    line = stdout.strip().splitlines()[-1]
-    assert line.startswith(f"wrote {out}: seed 0, 2 episodes")
     # The clip's episodes are the ones `jaxrl eval` scored with the state carried.
-    returns = json.loads((gru_run / rundir.EVAL).read_text())["episode_returns"][0]
-    assert f"returns {', '.join(f'{r:.6g}' for r in returns)};" in line
+    _eval_with_video(gru_run, tmp_path / "gru.gif", capsys)
 
 
 # ------------------------------------------------------------------ jaxrl eval --video
 
 
-def test_eval_records_a_gif_of_the_evaluation_episodes(ppo_run, tmp_path, capsys):
-    out = tmp_path / "clip.gif"
-    status, stdout, err, _ = run_cli(capsys, "eval", ppo_run, "--episodes", 2, "--video", out,
+def _eval_with_video(run_dir, out, capsys) -> str:
+    """`jaxrl eval` with a 2-episode clip of seed 0; checks that the clip's
+    episodes are the evaluation's (the same keys) and returns the report line."""
+    status, stdout, err, _ = run_cli(capsys, "eval", run_dir, "--episodes", 2, "--video", out,
                                      "--video-episodes", 2)
     assert status == 0, err
     line = stdout.strip().splitlines()[-1]
     assert line.startswith(f"wrote {out}: seed 0, 2 episodes")
-    # The same keys as the evaluation: its episodes are the video's.
-    returns = json.loads((ppo_run / rundir.EVAL).read_text())["episode_returns"][0]
+    returns = json.loads((run_dir / rundir.EVAL).read_text())["episode_returns"][0]
     assert f"returns {', '.join(f'{r:.6g}' for r in returns)};" in line
+    return line
+
+
+def test_eval_records_a_gif_of_the_evaluation_episodes(ppo_run, tmp_path, capsys):
+    out = tmp_path / "clip.gif"
+    line = _eval_with_video(ppo_run, out, capsys)
     with Image.open(out) as gif:
         frames = gif.n_frames
     assert f"{frames} frames" in line
