@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import jaxrl_command, run_cli
+from cli_helpers import run_cli
 
 from jaxrl import agents, compilation
 
@@ -39,31 +39,44 @@ def test_a_cache_the_user_configured_is_kept():
     assert compilation.use_persistent_cache(enabled=False) == Path(configured)
 
 
-def _launch(home: Path, out: Path, *flags: str, **environ: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-    # Cache even the fake agent's sub-second programs, so that every program
-    # of the run is either written to the cache or read from it.
+# A tiny PPO run of the real `jaxrl` command (`python -m jaxrl`), which
+# imports jax only after its main() has set up the XLA log.
+TINY_PPO = ["train", "ppo", "--total-steps", "64", "--eval-episodes", "2", "--no-progress", "--force",
+            "--set", "num_envs=2", "--set", "rollout_len=8", "--set", "num_minibatches=2",
+            "--set", "num_epochs=1", "--set", "hidden_sizes=8"]
+
+
+def _launch(home: Path, out: Path, **environ: str) -> str:
+    """Runs the tiny PPO job with ``home`` as XDG_CACHE_HOME; returns its stderr."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("JAX_COMPILATION_CACHE") and k != "TF_CPP_MIN_LOG_LEVEL"}
+    # Cache even sub-second programs, so that every program of the run is
+    # either written to the cache or read from it.
     env.update(XDG_CACHE_HOME=str(home), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PLATFORMS="cpu", **environ)
-    argv = ["train", "fake", "--out", out, "--total-steps", "256", "--no-progress",
-            "--eval-episodes", "2", "--force", *flags]
-    done = subprocess.run(jaxrl_command(*argv), env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-m", "jaxrl", *TINY_PPO, "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads((out / "summary.json").read_text())
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 64
+    return done.stderr
 
 
 def _entries(directory: Path) -> set[str]:
     return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
 
 
-def test_a_relaunch_loads_every_program_from_the_per_user_cache(tmp_path):
+def test_a_relaunch_loads_every_program_from_the_per_user_cache_and_keeps_quiet(tmp_path):
+    """The second launch compiles nothing afresh. jaxlib logs a false
+    machine-mismatch error ("could lead to SIGILL") for every program it loads
+    from the cache; the command hides XLA's C++ log (jaxrl.cli._quiet_xla_log)
+    unless TF_CPP_MIN_LOG_LEVEL says otherwise, as the third launch does."""
     cache = tmp_path / "home" / "jaxrl" / "xla"
     _launch(tmp_path / "home", tmp_path / "run")
     first = _entries(cache)
     assert first, "the first launch wrote no compiled program"
-    _launch(tmp_path / "home", tmp_path / "run")
+    assert "cpu_aot_loader" not in _launch(tmp_path / "home", tmp_path / "run")
     assert _entries(cache) == first  # nothing compiled afresh
+    assert "cpu_aot_loader" in _launch(tmp_path / "home", tmp_path / "run", TF_CPP_MIN_LOG_LEVEL="0")
 
 
 def test_no_compile_cache_reaches_the_cache_and_the_run(tmp_path, capsys, monkeypatch):
@@ -78,27 +91,3 @@ def test_no_compile_cache_reaches_the_cache_and_the_run(tmp_path, capsys, monkey
                                 "--no-compile-cache", "--no-progress")
     assert status == 0, err
     assert calls == [False, False]
-
-
-def test_the_command_keeps_quiet_about_the_programs_it_loads(tmp_path):
-    """jaxlib logs a false machine-mismatch error ("could lead to SIGILL") for
-    every program it loads from the cache; the real `jaxrl` command, which
-    imports jax only after its main() starts, hides XLA's C++ log
-    (jaxrl.cli._quiet_xla_log), unless TF_CPP_MIN_LOG_LEVEL says otherwise."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("JAX_COMPILATION_CACHE") and k != "TF_CPP_MIN_LOG_LEVEL"}
-    env.update(JAXRL_COMPILATION_CACHE=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
-    tiny = ["--set", "num_envs=2", "--set", "rollout_len=8", "--set", "num_minibatches=2",
-            "--set", "num_epochs=1", "--set", "hidden_sizes=8"]
-
-    def launch(**extra):
-        done = subprocess.run(
-            [sys.executable, "-m", "jaxrl", "train", "ppo", "--total-steps", "64", "--eval-episodes", "0",
-             "--no-progress", "--force", "--out", str(tmp_path / "run"), *tiny],
-            env={**env, **extra}, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stderr
-
-    launch()
-    assert "cpu_aot_loader" not in launch()
-    assert "cpu_aot_loader" in launch(TF_CPP_MIN_LOG_LEVEL="0")  # the lines it hides
