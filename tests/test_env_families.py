@@ -17,7 +17,7 @@ from gymnax.environments import spaces
 
 from jaxrl import envs, run
 from jaxrl.agents import ppo
-from jaxrl.envs import families
+from jaxrl.envs.families import craftax as craftax_family
 
 KEY = jax.random.PRNGKey(0)
 NUM_ENVS = 2
@@ -49,15 +49,17 @@ def _policy(env, env_params):
     return jax.vmap(act)
 
 
-def _rollout(env, env_params):
+def _rollout(env, env_params, first_state=lambda state: state):
     """Jitted ``key -> (first obs, per-step arrays)`` of a random policy in
-    ``BatchEnv(EpisodeStats(env))`` for STEPS steps."""
+    ``BatchEnv(EpisodeStats(env))`` for STEPS steps, from ``first_state`` of
+    the reset's (unbatched, unwrapped) env state."""
     batch = envs.BatchEnv(envs.EpisodeStats(env), NUM_ENVS)
     policy = _policy(env, env_params)
 
     def run(key):
         k_reset, k_run = jax.random.split(key)
         obs0, state = batch.reset(k_reset, env_params)
+        state = state.replace(env_state=jax.vmap(first_state)(state.env_state))
 
         def body(carry, key):
             obs, state = carry
@@ -66,7 +68,8 @@ def _rollout(env, env_params):
             next_obs, state, reward, terminated, truncated, info = batch.step(k_step, state, action, env_params)
             out = dict(obs=obs, action=action, next_obs=next_obs, reward=reward, terminated=terminated,
                        truncated=truncated, final_obs=info["final_observation"],
-                       length=info["episode_length"])
+                       length=info["episode_length"],
+                       **{k: info[k] for k in ("achievements", "Achievements/collect_wood") if k in info})
             return (next_obs, state), out
 
         _, out = jax.lax.scan(body, (obs0, state), jax.random.split(k_run, STEPS))
@@ -75,11 +78,23 @@ def _rollout(env, env_params):
     return jax.jit(run)
 
 
+def _with_wood_collected(state):
+    """A Craftax state whose episode has unlocked ``collect_wood`` already."""
+    wood = craftax_family.achievement_names("Craftax-Classic-Symbolic-v1").index("collect_wood")
+    return state.replace(achievements=state.achievements.at[wood].set(True))
+
+
+# How each family's first episodes start: Craftax's with an achievement
+# unlocked, so the rollout shows what its step reports of it.
+FIRST_STATE = {"craftax": _with_wood_collected}
+
+
 @pytest.fixture(scope="module", params=list(CASES))
 def family_run(request):
     env_id, kwargs = CASES[request.param]
     env, env_params = envs.make(env_id, **kwargs)
-    run = _rollout(env, env_params)
+    run = _rollout(env, env_params, **({"first_state": FIRST_STATE[request.param]}
+                                       if request.param in FIRST_STATE else {}))
     obs0, out = run(KEY)
     return request.param, env, env_params, obs0, jax.tree.map(np.asarray, out), run
 
@@ -151,6 +166,23 @@ def test_the_rollout_is_deterministic_and_keyed(family_run):
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(again)):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(other)))
+
+
+def test_craftax_reports_what_each_episode_unlocked_at_its_last_step(family_run):
+    """``info["achievements"]`` is read before the auto-reset: the step that
+    ends an episode still shows what it unlocked, and the next episode starts
+    with none."""
+    name, *_, out, _ = family_run
+    if name != "craftax":
+        assert "achievements" not in out
+        return
+    names = craftax_family.achievement_names("Craftax-Classic-Symbolic-v1")
+    assert len(names) == 22 and out["achievements"].shape == (STEPS, NUM_ENVS, 22)
+    wood = out["achievements"][..., names.index("collect_wood")]
+    first_end = LIMIT - 1  # the first episodes (wood unlocked at reset) are truncated here
+    assert out["truncated"][first_end].all() and wood[:LIMIT].all()
+    np.testing.assert_array_equal(out["Achievements/collect_wood"][first_end], 100.0)
+    assert not wood[LIMIT].all(), "the next episodes start without the achievement"
 
 
 # --------------------------------------------------------------------------

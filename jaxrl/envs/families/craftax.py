@@ -7,7 +7,11 @@ flat float32 vectors, pixel ones ``[H, W, 3]`` float32 images; actions are
 the final boss) with its ``max_timesteps`` limit; here the limit alone is
 ``truncated`` and the rest ``terminated``. Keywords that are fields of
 Craftax's ``EnvParams`` (``max_timesteps=100``) replace its defaults.
-``info`` carries Craftax's achievement indicators.
+``info`` carries Craftax's achievement indicators (``"Achievements/<name>"``:
+100 at the step that ends an episode, for each one it unlocked) and
+``info["achievements"]``: bool ``[n]``, those unlocked so far in the episode
+(order: :func:`achievement_names`), read before the auto-reset, so the step
+that ends an episode reports all it unlocked.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class CraftaxEnv(FamilyEnv):
 
     def step_env(self, key: jax.Array, state: Any, action: Any, params: Any):
         obs, state, reward, _, info = self._craftax.step_env(key, state, action, params)
+        # Taken before gymnax's auto-reset swaps in a fresh state, so an
+        # evaluation can read what each finished episode unlocked.
+        info = {**info, "achievements": state.achievements}
         return obs, state, jnp.asarray(reward, jnp.float32), self._terminated(state, params), info
 
     def _terminated(self, state: Any, params: Any) -> jax.Array:
@@ -75,6 +82,16 @@ class CraftaxEnv(FamilyEnv):
 
     def action_space(self, params: Any) -> spaces.Discrete:
         return _gymnax_space(self._craftax.action_space(params))
+
+
+def achievement_names(task: str) -> list[str]:
+    """Names of ``info["achievements"]``'s entries (Craftax's ``Achievement``
+    enum, lower case): Classic's 22 or full Craftax's."""
+    if task.startswith("Craftax-Classic"):
+        from craftax.craftax_classic.constants import Achievement
+    else:
+        from craftax.craftax.constants import Achievement
+    return [a.name.lower() for a in sorted(Achievement, key=lambda a: a.value)]
 
 
 def ids() -> list[str]:
