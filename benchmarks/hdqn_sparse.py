@@ -2,13 +2,17 @@
 
     python benchmarks/hdqn_sparse.py [--envs DecisionProcess-v0,KeyDoor-v0]
         [--steps 80000] [--keydoor-steps 200000] [--seeds 3] [--keydoor-room-size 6]
+        [--minigrid-steps 100000] [--minigrid-max-steps N]
         [--chunks 8] [--episodes 1000] [--out benchmarks/results]
 
 For each environment, trains ``--seeds`` vmapped seeds of ``jaxrl.agents.hdqn``
 and of ``jaxrl.agents.dqn`` with the same env-step budget (8 vmapped envs,
 one update of each learner per 8 env steps, ε annealed over the first half;
 ``--steps`` on the decision process, ``--keydoor-steps`` in the key-and-door
-rooms, where h-DQN's options may run 30 steps to cross a room),
+rooms, where h-DQN's options may run 30 steps to cross a room,
+``--minigrid-steps`` on XLand-MiniGrid's DoorKey layouts, e.g.
+``--envs xminigrid:MiniGrid-DoorKey-5x5``, whose goals are ``key`` and
+``door``; ``--minigrid-max-steps`` replaces its episode limit),
 in ``--chunks`` jitted pieces; after each piece every seed is evaluated on
 ``--episodes`` episodes, greedily and with ε = 0.05 (jitted separately),
 recording returns, success fractions and the mean observation sum per
@@ -20,9 +24,11 @@ entry to ``<out>/hdqn_sparse.png``.
 Reported per agent: the mean training return over the last 1000 episodes
 (ε-greedy, as the paper's Fig. 3), the final evaluation returns and success
 fractions (a return of 1: s6 visited on the decision process, the door opened
-in the key-and-door room), the training curve (mean return per window of
-training episodes), and for h-DQN the per-goal success rates and
-goal-selection counts.
+in the key-and-door room; on MiniGrid any positive return, the goal square
+reached, which pays 1 - 0.9·steps/limit), the training curve (mean return
+per window of training episodes), and for h-DQN the per-goal success rates,
+goal-selection counts and, per evaluation, the fraction of episodes in which
+an option pursuing each goal reached it.
 """
 
 from __future__ import annotations
@@ -42,6 +48,17 @@ from jaxrl.agents import dqn, hdqn
 
 NUM_ENVS = 8
 WINDOW = 1_000
+
+
+def is_minigrid(env_id: str) -> bool:
+    return env_id.startswith("xminigrid:")
+
+
+def succeeded(env_id: str, returns: np.ndarray) -> np.ndarray:
+    """Whether each episode reached its goal: a return of 1 on our envs (the
+    decision process pays 0.01 for a failure), any positive return on
+    MiniGrid (its goal pays 1 - 0.9·steps/limit, nothing else pays)."""
+    return returns > 0 if is_minigrid(env_id) else np.isclose(returns, 1.0)
 
 
 def configs(steps: int, env_id: str) -> tuple[hdqn.Config, dqn.Config]:
@@ -96,12 +113,13 @@ def flat_episodes(agent, state, key, num_episodes: int, epsilon: float):
 
     carry = (obs, env_state, jnp.zeros((num_episodes,), bool), jnp.zeros((num_episodes,)),
              jnp.zeros((num_episodes, obs.reshape(num_episodes, -1).shape[1])))
-    steps = int(env_params.max_steps_in_episode) + 1
+    steps = int(envs.step_limit(env, env_params)) + 1
     carry, _ = jax.lax.scan(one, carry, jax.random.split(key, steps))
     return carry[3], carry[4]
 
 
-def train_and_evaluate(agent, kind: str, seeds: int, iterations: int, chunks: int, episodes: int) -> dict:
+def train_and_evaluate(agent, kind: str, seeds: int, iterations: int, chunks: int, episodes: int,
+                       env_id: str) -> dict:
     """Trains in ``chunks`` equal pieces; after each, evaluates every seed
     greedily and with ε = 0.05 (the paper tests with a small ε)."""
     keys = jnp.stack([jax.random.PRNGKey(s) for s in range(seeds)])
@@ -110,11 +128,11 @@ def train_and_evaluate(agent, kind: str, seeds: int, iterations: int, chunks: in
     if kind == "hdqn":
         evaluate = lambda s, k, eps: agent.run_episodes(agent.policy_params(s), k, episodes, epsilon=eps)
         evaluate = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None)), static_argnums=2)
-        pick = lambda out: (out[0], out[3])
+        pick = lambda out: (out[0], out[3], out[2])  # returns, visits, goals reached [N, G]
     else:
         evaluate = jax.jit(jax.vmap(lambda s, k, eps: flat_episodes(agent, s, k, episodes, eps),
                                     in_axes=(0, 0, None)), static_argnums=2)
-        pick = lambda out: out
+        pick = lambda out: (*out, None)
     states = jax.jit(jax.vmap(agent.init))(keys)
     history, evals, seconds = [], [], 0.0
     for i in range(chunks):
@@ -122,13 +140,17 @@ def train_and_evaluate(agent, kind: str, seeds: int, iterations: int, chunks: in
         states, metrics = jax.block_until_ready(run(states))
         seconds += time.perf_counter() - started
         history.append(jax.device_get(metrics))
-        row = {"env_steps": int(np.asarray(states.env_steps)[0])}
+        row = {"env_steps": int(states.env_steps[0])}  # one seed's count (all seeds step alike)
         for name, eps in (("greedy", 0.0), ("eps_0.05", 0.05)):
             eval_keys = jax.random.split(jax.random.PRNGKey(10_000 + i), seeds)
-            returns, visits = (np.asarray(x) for x in pick(evaluate(states, eval_keys, eps)))
+            returns, visits, reached = jax.device_get(pick(evaluate(states, eval_keys, eps)))
             row[f"{name}_return"] = returns.mean(axis=1).tolist()
-            row[f"{name}_success"] = np.isclose(returns, 1.0).mean(axis=1).tolist()
-            row[f"{name}_visits_per_episode"] = visits.mean(axis=1).tolist()
+            row[f"{name}_success"] = succeeded(env_id, returns).mean(axis=1).tolist()
+            if not is_minigrid(env_id):  # sums of MiniGrid's symbolic views count nothing
+                row[f"{name}_visits_per_episode"] = visits.mean(axis=1).tolist()
+            if reached is not None:  # per goal: the fraction of episodes whose options reached it
+                row[f"{name}_goal_reached"] = {goal: (reached[..., g] > 0).mean(axis=1).tolist()
+                                               for g, goal in enumerate(agent.env.goal_names)}
         evals.append(row)
     metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]}
     return {"states": states, "metrics": metrics, "evals": evals, "seconds": seconds}
@@ -142,7 +164,7 @@ def run_env(env_id: str, steps: int, seeds: int, chunks: int, episodes: int,
     iterations = steps // NUM_ENVS // chunks * chunks
     out = {"env": env_id, "env_kwargs": env_kwargs or {}, "env_steps": iterations * NUM_ENVS, "seeds": seeds}
     for name, agent in agents.items():
-        result = train_and_evaluate(agent, name, seeds, iterations, chunks, episodes)
+        result = train_and_evaluate(agent, name, seeds, iterations, chunks, episodes, env_id)
         metrics = result["metrics"]  # [seeds, iterations]
         per_seed = lambda i: {k: v[i] for k, v in metrics.items()}
         total_episodes = int(np.asarray(metrics["episodes_completed"]).sum(axis=1).min())
@@ -150,6 +172,8 @@ def run_env(env_id: str, steps: int, seeds: int, chunks: int, episodes: int,
         final = result["evals"][-1]
         out[name] = {
             "train_last_1000_mean": [last_mean(per_seed(i)) for i in range(seeds)],
+            # fewer than 1000 on long-episode envs: then the mean above is over all of them
+            "train_episodes": np.asarray(metrics["episodes_completed"]).sum(axis=1).tolist(),
             "greedy_eval_mean": final["greedy_return"],
             "greedy_success_fraction": final["greedy_success"],
             "eps_0.05_eval_mean": final["eps_0.05_return"],
@@ -207,24 +231,32 @@ def main(argv=None) -> int:
     parser.add_argument("--keydoor-steps", type=int, default=200_000, help="env steps on KeyDoor-v0")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--keydoor-room-size", type=int, default=6, help="side of each KeyDoor-v0 room")
+    parser.add_argument("--minigrid-steps", type=int, default=100_000, help="env steps on xminigrid ids")
+    parser.add_argument("--minigrid-max-steps", type=int, default=None,
+                        help="episode limit on xminigrid ids (default: the layout's own)")
     parser.add_argument("--chunks", type=int, default=8, help="evaluations during training")
     parser.add_argument("--episodes", type=int, default=1000, help="episodes per evaluation and seed")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
 
+    env_ids = args.envs.split(",")
     kwargs = {"KeyDoor-v0": {"room_size": args.keydoor_room_size}}
     steps = {"KeyDoor-v0": args.keydoor_steps}
+    for env_id in filter(is_minigrid, env_ids):
+        steps[env_id] = args.minigrid_steps
+        if args.minigrid_max_steps is not None:
+            kwargs[env_id] = {"max_steps": args.minigrid_max_steps}
     results = [run_env(env_id, steps.get(env_id, args.steps), args.seeds, args.chunks, args.episodes,
                        kwargs.get(env_id))
-               for env_id in args.envs.split(",")]
-    header = (f"{'env':<20} {'agent':<6} {'train last 1000':>16} {'greedy return':>14} {'greedy success':>15}"
+               for env_id in env_ids]
+    header = (f"{'env':<32} {'agent':<6} {'train last 1000':>16} {'greedy return':>14} {'greedy success':>15}"
               f" {'ε=0.05 success':>15}")
     print(header)
     print("-" * len(header))
     for r in results:
         for name in ("hdqn", "dqn"):
             a = r[name]
-            print(f"{r['env']:<20} {name:<6} {np.mean(a['train_last_1000_mean']):>16.4f} "
+            print(f"{r['env']:<32} {name:<6} {np.mean(a['train_last_1000_mean']):>16.4f} "
                   f"{np.mean(a['greedy_eval_mean']):>14.4f} {np.mean(a['greedy_success_fraction']):>15.3f}"
                   f" {np.mean(a['eps_0.05_success_fraction']):>15.3f}")
     args.out.mkdir(parents=True, exist_ok=True)

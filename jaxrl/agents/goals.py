@@ -32,7 +32,8 @@ def goal_spec(env) -> GoalSpec:
         name = getattr(inner, "name", type(inner).__name__)
         raise ValueError(
             f"algorithm 'hdqn' needs an environment with goals (goal_names and goal_reached), "
-            f"but {name!r} declares none; use DecisionProcess-v0 or KeyDoor-v0, or pass "
+            f"but {name!r} declares none; use DecisionProcess-v0, KeyDoor-v0 or "
+            f"xminigrid:MiniGrid-DoorKey-<size>, or pass "
             f"hdqn.make(..., goals=hdqn.GoalSpec(names, reached))"
         )
     return GoalSpec(tuple(names), reached)
