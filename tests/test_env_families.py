@@ -224,6 +224,20 @@ def test_flatten_observation_keeps_the_mask_beside_one_vector(family_run):
     np.testing.assert_array_equal(envs.without_action_mask(flat_env, flat, env_params), flat["observation"])
 
 
+def test_jumanji_envs_without_a_time_limit_bound_their_episodes_by_their_rules():
+    """Knapsack packs one item a step, TSP visits one city a step: evaluation
+    is bounded by that. An env with no bound at all is refused before
+    anything compiles when the run asks for evaluation episodes."""
+    bounds = {"jumanji:Knapsack-v1": 50, "jumanji:TSP-v1": 20, "jumanji:Sudoku-very-easy-v0": 81,
+              "jumanji:Game2048-v1": None}
+    for env_id, bound in bounds.items():
+        env, env_params = envs.make(env_id)
+        assert envs.step_limit(envs.EpisodeStats(env), env_params) == bound, env_id
+    agent = ppo.make(env, env_params, ppo.Config(num_envs=2, rollout_len=4, num_minibatches=1))
+    with pytest.raises(ValueError, match=r"eval_episodes=2 needs .*jumanji:Game2048-v1 declares none"):
+        run.train(agent, KEY, 64, eval_episodes=2, progress=False)
+
+
 def test_multi_discrete_actions_and_their_joint_mask():
     env, env_params = envs.make("jumanji:BinPack-v2")
     assert envs.action_space_kind(env, env_params) == envs.MULTI_DISCRETE

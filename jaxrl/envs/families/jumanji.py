@@ -18,18 +18,49 @@ does not say which came first.) Keywords go to ``jumanji.make``
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import jumanji
 from flax import struct
 from gymnax.environments import spaces
-from jumanji import specs
-from jumanji.types import StepType
+
+
+@contextlib.contextmanager
+def _as_outside_ipython():
+    """Jumanji's import, in a Jupyter kernel, runs ``%matplotlib ipympl``
+    (for its renderers): that fails where ipympl is not installed and
+    changes the notebook's plotting backend where it is. Importing it with
+    IPython's marker hidden leaves the user's backend alone."""
+    marker = builtins.__dict__.pop("__IPYTHON__", None)
+    try:
+        yield
+    finally:
+        if marker is not None:
+            builtins.__IPYTHON__ = marker
+
+
+with _as_outside_ipython():
+    import jumanji
+    from jumanji import specs
+    from jumanji.types import StepType
 
 from jaxrl.envs.families.base import FamilyEnv
 from jaxrl.envs.spaces import MultiDiscrete
+
+
+# Jumanji envs without a time limit whose rules end every episode within a
+# known number of steps: each step fills one item, city, node or cell, and an
+# illegal choice ends the episode.
+EPISODE_BOUNDS = {
+    "Knapsack": lambda env: env.num_items,
+    "TSP": lambda env: env.num_cities,
+    "GraphColoring": lambda env: env.num_nodes,
+    "Minesweeper": lambda env: env.num_rows * env.num_cols,
+    "Sudoku": lambda env: 81,
+}
 
 
 @struct.dataclass
@@ -102,8 +133,14 @@ class JumanjiEnv(FamilyEnv):
         return step_count >= time_limit
 
     def step_limit(self, params: JumanjiParams) -> int | None:
-        """The Jumanji env's ``time_limit`` (None for one without)."""
-        return getattr(self._jumanji, "time_limit", None)
+        """The most steps an episode takes: the Jumanji env's ``time_limit``,
+        else the bound its rules set (:data:`EPISODE_BOUNDS`); None for an env
+        with neither (Game2048, BinPack, JobShop, ...)."""
+        limit = getattr(self._jumanji, "time_limit", None)
+        if limit is not None:
+            return int(limit)
+        bound = EPISODE_BOUNDS.get(type(self._jumanji).__name__)
+        return None if bound is None else int(bound(self._jumanji))
 
     def is_truncated(self, state: JumanjiState, params: JumanjiParams) -> jax.Array:
         return state.truncated
