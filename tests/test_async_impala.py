@@ -367,7 +367,8 @@ def greedy_returns_fn(env_id: str, config: impala.Config):
     episodes (a fixed key or seed): the same params always score the same."""
     from jaxrl import envs
 
-    if gymnasium_env.is_gymnasium_id(env_id):
+    if envs.host_env_factory(env_id) is not None:
+        env_id = "gymnasium:" + env_id.split(":", 1)[1]  # EnvPool's tasks score on Gymnasium's
         make_env = lambda n: gymnasium_env.GymnasiumBatchEnv(env_id, n, seed=123)
         spec = make_env(1)
         learner = impala.make_learner(spec, None, config)
@@ -426,8 +427,12 @@ def test_cartpole_solved_with_two_gymnax_actor_threads():
 
 
 @pytest.mark.slow
-def test_cartpole_solved_with_gymnasium_on_the_host():
-    result, evaluations, final = solve_with_two_actor_threads("gymnasium:CartPole-v1", LEARNING)
+@pytest.mark.parametrize("env_id", ["gymnasium:CartPole-v1", "envpool:CartPole-v1"])
+def test_cartpole_solved_with_host_envs(env_id):
+    """The actors step Gymnasium's or EnvPool's CartPole-v1 on the host; the
+    greedy policy is scored on Gymnasium's (the same task). EnvPool, 12 runs
+    measured: solved after 1.6·10^4 to 1.6·10^5 env steps (7 of them at the first check)."""
+    result, evaluations, final = solve_with_two_actor_threads(env_id, LEARNING)
     assert np.mean(final) >= TARGET, evaluations
     assert result.env_steps <= LEARNING.total_steps
 
