@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxrl import envs
 from jaxrl.agents.base import MAX_INT, MAX_TOTAL_STEPS, Agent, check_schedule_span
 from jaxrl.compilation import compiler_options, use_persistent_cache
 from jaxrl.mesh import make_mesh, replicate
@@ -687,7 +686,11 @@ def check_run_arguments(
             f"eval_every={eval_every} needs eval_episodes >= 1, got eval_episodes=0 "
             "(eval_every=None switches periodic evaluation off)"
         )
-    if eval_episodes and getattr(agent, "env", None) is not None and envs.step_limit(agent.env, agent.env_params) is None:
+    # Imported here: importing jaxrl.envs starts a JAX backend, and
+    # jax.distributed must be initialised first (multihost imports this module).
+    from jaxrl.envs.evaluate import step_limit
+
+    if eval_episodes and getattr(agent, "env", None) is not None and step_limit(agent.env, agent.env_params) is None:
         raise ValueError(
             f"eval_episodes={eval_episodes} needs an environment whose episodes end within a known "
             f"number of steps, and {getattr(agent.env, 'name', type(agent.env).__name__)} declares none: "
